@@ -1,0 +1,30 @@
+# Two entry points do all set-up on a fresh machine:
+#   make study   runs the main job (studies/shortcut_ablation.yaml)
+#   make test    runs the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STUDY ?= studies/shortcut_ablation.yaml
+ARGS ?=
+
+.PHONY: setup study test bench browser
+
+# torch goes in first and alone: constraints.txt pins the CPU build that pip
+# finds on this machine, so nothing later can pull a CUDA release.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+browser:
+	bash scripts/install_chromium.sh
+
+study: setup
+	$(PY) -m search.run $(STUDY) $(ARGS)
+
+test: setup browser
+	$(PY) -m pytest -q $(ARGS)

@@ -1,0 +1,287 @@
+"""Residual blocks and shortcuts, each chosen by name from a table.
+
+Module names follow torchvision's `resnet.py` (conv1/bn1/conv2/bn2/conv3/bn3,
+downsample.0/.1) so that its checkpoints load into the matching preset with
+`strict=True`. Each class can also count its own params and MACs
+(`count(...)`), mirroring its `__init__` exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._complexity import Counter
+
+
+def conv3x3(c_in: int, c_out: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """3x3 conv with padding 1 and no bias (a BN follows every conv)."""
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 conv with no bias."""
+    return nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+
+
+# ---------------------------------------------------------------- shortcuts
+class ZeroPadShortcut(nn.Module):
+    """Option A: subsample by striding, then zero-pad the new channels half before, half after.
+
+    Parameter-free, as in the paper's CIFAR experiments; the split of the padding
+    follows the common CIFAR reproductions so that their weights load unchanged.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.pad_before = (c_out - c_in) // 2
+        self.pad_after = c_out - c_in - self.pad_before
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad_before or self.pad_after:
+            x = F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
+        return x
+
+    @staticmethod
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int) -> None:
+        """No params and no MACs."""
+
+
+class Projection(nn.Sequential):
+    """Options B and C: a strided 1x1 conv and a BN (`downsample.0`, `downsample.1`)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__(conv1x1(c_in, c_out, stride), nn.BatchNorm2d(c_out))
+
+    @staticmethod
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int) -> None:
+        """A 1x1 conv and a BN."""
+        counter.conv(size, c_in, c_out, 1, stride)
+        counter.bn(c_out)
+
+
+class AvgPoolProjection(nn.Sequential):
+    """Option D (ResNet-D, He et al. 2019 "Bag of Tricks"): average-pool, then an unstrided 1x1 conv.
+
+    A strided 1x1 conv ignores three quarters of its input; pooling first keeps it.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        pool: nn.Module = (
+            nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)
+            if stride > 1 else nn.Identity()
+        )
+        super().__init__(pool, conv1x1(c_in, c_out), nn.BatchNorm2d(c_out))
+
+    @staticmethod
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int) -> None:
+        """Pool (free), then a 1x1 conv and a BN at the pooled size."""
+        if stride > 1:
+            size = Counter.avg_pool_2x2_ceil(size)
+        counter.conv(size, c_in, c_out, 1)
+        counter.bn(c_out)
+
+
+# shortcut name -> (module where dimensions change, module where they do not).
+# None means the identity; "none" (plain nets) has no addition at all.
+ShortcutFactory = Callable[[int, int, int], nn.Module]
+SHORTCUT_MODULES: dict[str, tuple[ShortcutFactory | None, ShortcutFactory | None]] = {
+    "A": (ZeroPadShortcut, None),
+    "B": (Projection, None),
+    "C": (Projection, Projection),
+    "D": (AvgPoolProjection, None),
+    "none": (None, None),
+}
+
+
+def make_shortcut(option: str, c_in: int, c_out: int, stride: int) -> nn.Module | None:
+    """The `downsample` module of one block, or None for the identity (or no shortcut)."""
+    changes = stride != 1 or c_in != c_out
+    factory = SHORTCUT_MODULES[option][0 if changes else 1]
+    return factory(c_in, c_out, stride) if factory is not None else None
+
+
+def count_shortcut(counter: Counter, option: str, size: int, c_in: int, c_out: int, stride: int) -> None:
+    """Count the params and MACs of the module `make_shortcut` would return."""
+    changes = stride != 1 or c_in != c_out
+    factory = SHORTCUT_MODULES[option][0 if changes else 1]
+    if factory is not None:
+        factory.count(counter, size, c_in, c_out, stride)
+
+
+# ------------------------------------------------------------------- blocks
+class _Residual(nn.Module):
+    """Shared forward: branch plus shortcut, where the block has a shortcut at all."""
+
+    def __init__(self, shortcut: str, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.has_shortcut = shortcut != "none"
+        downsample = make_shortcut(shortcut, c_in, c_out, stride)
+        if downsample is not None:
+            self.downsample = downsample
+        else:
+            self.downsample = None
+        self.relu = nn.ReLU(inplace=True)
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+
+class BasicBlock(_Residual):
+    """Two 3x3 convs (He et al. 2015, Fig. 2 left); post-activation."""
+
+    last_bn = "bn2"
+
+    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, **_: object) -> None:
+        super().__init__(shortcut, c_in, c_out, stride)
+        self.conv1 = conv3x3(c_in, c_out, stride)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = conv3x3(c_out, c_out)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.has_shortcut:
+            out = out + self.shortcut(x)
+        return self.relu(out)
+
+    @staticmethod
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
+              **_: object) -> int:
+        """Count the block; return its output size."""
+        out = counter.conv(size, c_in, c_out, 3, stride)
+        counter.bn(c_out)
+        counter.conv(out, c_out, c_out, 3)
+        counter.bn(c_out)
+        count_shortcut(counter, shortcut, size, c_in, c_out, stride)
+        return out
+
+
+class Bottleneck(_Residual):
+    """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand (He et al. 2015, Fig. 5 right)."""
+
+    last_bn = "bn3"
+
+    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, inner: int,
+                 groups: int, stride_on: str, **_: object) -> None:
+        super().__init__(shortcut, c_in, c_out, stride)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        self.conv1 = conv1x1(c_in, inner, stride_1x1)
+        self.bn1 = nn.BatchNorm2d(inner)
+        self.conv2 = conv3x3(inner, inner, stride_3x3, groups)
+        self.bn2 = nn.BatchNorm2d(inner)
+        self.conv3 = conv1x1(inner, c_out)
+        self.bn3 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.has_shortcut:
+            out = out + self.shortcut(x)
+        return self.relu(out)
+
+    @staticmethod
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
+              inner: int, groups: int, stride_on: str, **_: object) -> int:
+        """Count the block; return its output size."""
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        mid = counter.conv(size, c_in, inner, 1, stride_1x1)
+        counter.bn(inner)
+        out = counter.conv(mid, inner, inner, 3, stride_3x3, groups)
+        counter.bn(inner)
+        counter.conv(out, inner, c_out, 1)
+        counter.bn(c_out)
+        count_shortcut(counter, shortcut, size, c_in, c_out, stride)
+        return out
+
+
+class PreActBasicBlock(_Residual):
+    """BN-ReLU-conv twice, with nothing after the addition (He et al. 2016, arXiv 1603.05027, Fig. 1b).
+
+    A projection shortcut reads the pre-activated input, as in the authors' code,
+    so the identity path stays clean from block to block.
+    """
+
+    last_bn = None
+
+    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, **_: object) -> None:
+        super().__init__(shortcut, c_in, c_out, stride)
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = conv3x3(c_in, c_out, stride)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = conv3x3(c_out, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.relu(self.bn2(out)))
+        if self.has_shortcut:
+            out = out + (x if self.downsample is None else self.downsample(pre))
+        return out
+
+    @staticmethod
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
+              **_: object) -> int:
+        """Count the block; return its output size."""
+        counter.bn(c_in)
+        out = counter.conv(size, c_in, c_out, 3, stride)
+        counter.bn(c_out)
+        counter.conv(out, c_out, c_out, 3)
+        count_shortcut(counter, shortcut, size, c_in, c_out, stride)
+        return out
+
+
+class PreActBottleneck(_Residual):
+    """Pre-activation bottleneck: (BN-ReLU-conv) x3 for 1x1, 3x3, 1x1 (He et al. 2016)."""
+
+    last_bn = None
+
+    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, inner: int,
+                 groups: int, stride_on: str, **_: object) -> None:
+        super().__init__(shortcut, c_in, c_out, stride)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = conv1x1(c_in, inner, stride_1x1)
+        self.bn2 = nn.BatchNorm2d(inner)
+        self.conv2 = conv3x3(inner, inner, stride_3x3, groups)
+        self.bn3 = nn.BatchNorm2d(inner)
+        self.conv3 = conv1x1(inner, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        if self.has_shortcut:
+            out = out + (x if self.downsample is None else self.downsample(pre))
+        return out
+
+    @staticmethod
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
+              inner: int, groups: int, stride_on: str, **_: object) -> int:
+        """Count the block; return its output size."""
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        counter.bn(c_in)
+        mid = counter.conv(size, c_in, inner, 1, stride_1x1)
+        counter.bn(inner)
+        out = counter.conv(mid, inner, inner, 3, stride_3x3, groups)
+        counter.bn(inner)
+        counter.conv(out, inner, c_out, 1)
+        count_shortcut(counter, shortcut, size, c_in, c_out, stride)
+        return out
+
+
+BLOCK_TYPES: dict[str, type[_Residual]] = {
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+    "preact_basic": PreActBasicBlock,
+    "preact_bottleneck": PreActBottleneck,
+}

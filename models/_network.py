@@ -1,0 +1,211 @@
+"""The generator: `build(spec)` turns an ArchSpec into a torchvision-compatible ResNet.
+
+A network is a stem, then stages of blocks, then a head (the pycls AnyNet
+layout). Only the first block of a stage gets the stride and the changing
+shortcut, as in torchvision and the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ._blocks import BLOCK_TYPES, conv3x3
+from ._complexity import Complexity, Counter
+from ._spec import ArchSpec
+
+# Natural input side per stem: CIFAR nets see 32x32, ImageNet nets 224x224.
+NATURAL_IMAGE_SIZE = {"cifar": 32, "imagenet": 224, "deep": 224}
+
+
+def natural_image_size(spec: ArchSpec) -> int:
+    """The input side the spec's stem was designed for."""
+    return NATURAL_IMAGE_SIZE[spec.stem]
+
+
+# ------------------------------------------------------------------- stems
+def _cifar_stem(spec: ArchSpec) -> nn.Module:
+    # He et al. 2015, Sec. 4.2: one 3x3 conv, no pooling, on 32x32 inputs.
+    return conv3x3(spec.in_channels, spec.stem_width)
+
+
+def _imagenet_stem(spec: ArchSpec) -> nn.Module:
+    return nn.Conv2d(spec.in_channels, spec.stem_width, 7, stride=2, padding=3, bias=False)
+
+
+def _deep_stem(spec: ArchSpec) -> nn.Module:
+    # ResNet-C (He et al. 2019, "Bag of Tricks"): three 3x3 convs cost about the
+    # same as one 7x7 but see through more nonlinearities. `conv1` stays a single
+    # name (a Sequential) so `bn1` and the torchvision layout survive.
+    half = spec.stem_width // 2
+    return nn.Sequential(
+        conv3x3(spec.in_channels, half, stride=2), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+        conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+        conv3x3(half, spec.stem_width),
+    )
+
+
+def _count_cifar_stem(counter: Counter, spec: ArchSpec, size: int) -> int:
+    return counter.conv(size, spec.in_channels, spec.stem_width, 3)
+
+
+def _count_imagenet_stem(counter: Counter, spec: ArchSpec, size: int) -> int:
+    return counter.conv(size, spec.in_channels, spec.stem_width, 7, stride=2)
+
+
+def _count_deep_stem(counter: Counter, spec: ArchSpec, size: int) -> int:
+    half = spec.stem_width // 2
+    size = counter.conv(size, spec.in_channels, half, 3, stride=2)
+    counter.bn(half)
+    size = counter.conv(size, half, half, 3)
+    counter.bn(half)
+    return counter.conv(size, half, spec.stem_width, 3)
+
+
+# stem name -> (conv1 builder, its counter, whether a 3x3/2 max pool follows)
+STEMS: dict[str, tuple[Callable[[ArchSpec], nn.Module], Callable[[Counter, ArchSpec, int], int], bool]] = {
+    "cifar": (_cifar_stem, _count_cifar_stem, False),
+    "imagenet": (_imagenet_stem, _count_imagenet_stem, True),
+    "deep": (_deep_stem, _count_deep_stem, True),
+}
+
+
+def _stem_has_bn(spec: ArchSpec) -> bool:
+    # A pre-activation CIFAR net goes straight from conv1 into the first block's
+    # BN-ReLU (He et al. 2016, Sec. 4); every other stem ends in BN-ReLU.
+    return not (spec.is_preact and spec.stem == "cifar")
+
+
+def _block_kwargs(spec: ArchSpec, stage_index: int) -> dict[str, object]:
+    stage = spec.stages[stage_index]
+    return {
+        "shortcut": spec.shortcut,
+        "inner": spec.inner_width(stage),
+        "groups": spec.groups,
+        "stride_on": spec.bottleneck_stride,
+    }
+
+
+class ResNet(nn.Module):
+    """A residual (or plain) network built from one ArchSpec; `self.spec` keeps it."""
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        make_stem, _, has_pool = STEMS[spec.stem]
+        self.conv1 = make_stem(spec)
+        has_bn = _stem_has_bn(spec)
+        self.bn1 = nn.BatchNorm2d(spec.stem_width) if has_bn else nn.Identity()
+        self.relu = nn.ReLU(inplace=True) if has_bn else nn.Identity()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if has_pool else nn.Identity()
+
+        block_type = BLOCK_TYPES[spec.block]
+        channels = spec.stem_width
+        for index, stage in enumerate(spec.stages):
+            kwargs = _block_kwargs(spec, index)
+            blocks = []
+            for position in range(stage.depth):
+                stride = stage.stride if position == 0 else 1
+                blocks.append(block_type(channels, stage.width, stride, **kwargs))
+                channels = stage.width
+            self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
+        self.num_stages = len(spec.stages)
+
+        # Pre-activation nets end with the BN-ReLU their last block left out.
+        self.final_bn = nn.BatchNorm2d(channels) if spec.is_preact else None
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, spec.num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # torchvision's init: Kaiming normal with fan-out for convs (He et al. 2015,
+        # "Delving Deep into Rectifiers"), BN as the identity.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if self.spec.zero_init_residual:
+            # Each residual branch starts at zero, so each block starts as the
+            # identity (Goyal et al. 2017, arXiv 1706.02677).
+            for module in self.modules():
+                last_bn = getattr(type(module), "last_bn", None)
+                if last_bn:
+                    nn.init.zeros_(getattr(module, last_bn).weight)
+
+    def stages(self) -> list[nn.Sequential]:
+        """The stage modules layer1..layerN, in order."""
+        return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem and stages: the last feature map, before pooling."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for stage in self.stages():
+            x = stage(x)
+        if self.final_bn is not None:
+            x = torch.relu(self.final_bn(x))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def build(spec: ArchSpec) -> ResNet:
+    """Build the network a spec describes; reads no global state."""
+    if not isinstance(spec, ArchSpec):
+        raise TypeError(f"build() takes an ArchSpec, got {type(spec).__name__}")
+    return ResNet(spec)
+
+
+@dataclass(frozen=True)
+class PartCount:
+    """Params and MACs of one part of a network (stem, a stage, or the head)."""
+
+    name: str
+    params: int
+    macs: int
+    output_size: int
+
+
+def count_parts(spec: ArchSpec, image_size: int | None = None) -> list[PartCount]:
+    """Params and MACs of the stem, each stage and the head, walked as `ResNet.__init__` builds them."""
+    size = natural_image_size(spec) if image_size is None else image_size
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"image_size: got {image_size!r}; allowed: a positive integer")
+    parts = []
+    counter = Counter()
+    _, count_stem, has_pool = STEMS[spec.stem]
+    current = count_stem(counter, spec, size)
+    if _stem_has_bn(spec):
+        counter.bn(spec.stem_width)
+    if has_pool:
+        current = Counter.max_pool(current)
+    parts.append(PartCount(f"stem ({spec.stem})", counter.params, counter.macs, current))
+    block_type = BLOCK_TYPES[spec.block]
+    channels = spec.stem_width
+    for index, stage in enumerate(spec.stages):
+        counter = Counter()
+        kwargs = _block_kwargs(spec, index)
+        for position in range(stage.depth):
+            stride = stage.stride if position == 0 else 1
+            current = block_type.count(counter, current, channels, stage.width, stride, **kwargs)
+            channels = stage.width
+        parts.append(PartCount(f"layer{index + 1}", counter.params, counter.macs, current))
+    counter = Counter()
+    if spec.is_preact:
+        counter.bn(channels)
+    counter.linear(channels, spec.num_classes)
+    parts.append(PartCount("head (pool, fc)", counter.params, counter.macs, 1))
+    return parts
+
+
+def complexity(spec: ArchSpec, image_size: int | None = None) -> Complexity:
+    """Params, MACs and FLOPs of `build(spec)` at `image_size` (default: the stem's natural size)."""
+    parts = count_parts(spec, image_size)
+    return Complexity(params=sum(p.params for p in parts), macs=sum(p.macs for p in parts),
+                      image_size=natural_image_size(spec) if image_size is None else image_size)

@@ -1,0 +1,57 @@
+"""The analytic counter equals torch's FlopCounterMode and parameter numel on every model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models import ArchSpec, build, complexity, natural_image_size, preset, presets
+
+
+def _measured(spec: ArchSpec, image_size: int) -> tuple[int, int]:
+    """(params, MACs) measured on the meta device; the counter reports 2 FLOPs per MAC."""
+    with torch.device("meta"):
+        model = build(spec).eval()  # eval: BN accepts a 1x1 map at batch 1
+        x = torch.empty(1, spec.in_channels, image_size, image_size)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("name", presets())
+def test_analytic_equals_flop_counter_on_presets(name: str) -> None:
+    spec = preset(name)
+    figures = complexity(spec)
+    assert (figures.params, figures.macs) == _measured(spec, natural_image_size(spec))
+
+
+def test_analytic_equals_flop_counter_on_random_specs(sampled_specs: list[ArchSpec]) -> None:
+    for spec in sampled_specs:
+        for size in (32, 57):  # an odd size exercises ceil/floor in pools and strides
+            figures = complexity(spec, size)
+            assert (figures.params, figures.macs) == _measured(spec, size), spec
+
+
+def test_image_size_changes_macs_not_params() -> None:
+    spec = preset("resnet18")
+    small, large = complexity(spec, 112), complexity(spec)
+    assert small.params == large.params
+    assert small.macs < large.macs
+
+
+def test_bad_image_size_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="image_size: got 0"):
+        complexity(preset("resnet18"), 0)
+
+
+def test_fast_enough_to_screen_thousands_of_specs(sampled_specs: list[ArchSpec]) -> None:
+    # Generous bound (about 50x the measured cost): a regression to tracing would
+    # take seconds here, not milliseconds.
+    start = time.perf_counter()
+    for _ in range(25):
+        for spec in sampled_specs:
+            complexity(spec)
+    assert time.perf_counter() - start < 5.0

@@ -1,5 +1,6 @@
 """Architecture specs, the ResNet generator, presets and complexity counting."""
 
+from ._checkpoint import CheckpointError, save_checkpoint
 from ._complexity import Complexity
 from ._network import ResNet, build, complexity, natural_image_size
 from ._presets import preset, presets
@@ -8,5 +9,5 @@ from ._spec import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, ArchSpec, Stage
 __all__ = [
     "ArchSpec", "StageSpec", "BLOCKS", "SHORTCUTS", "STEMS", "BOTTLENECK_STRIDES",
     "ResNet", "build", "complexity", "natural_image_size", "Complexity",
-    "preset", "presets",
+    "preset", "presets", "save_checkpoint", "CheckpointError",
 ]

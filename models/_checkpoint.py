@@ -1,0 +1,223 @@
+"""Checkpoints that load without executing code: safetensors weights, the spec as YAML, metadata as JSON.
+
+A checkpoint folder holds everything needed to rebuild its network (nanoGPT's
+habit of storing the architecture arguments beside the weights):
+
+    model.safetensors   tensors only; loading parses no Python objects
+    arch.yaml           the ArchSpec (`ArchSpec.to_yaml()`)
+    meta.json           training/data settings, metrics, versions, format version
+
+A folder may hold `model.pt` or `model.pth` (a `torch.save`d state dict)
+instead of `model.safetensors`; it is read with `torch.load(weights_only=True)`,
+whose unpickler refuses every class but tensors and plain containers, so a
+pickle that names any other object fails instead of running.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import platform
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from ._spec import ArchSpec
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+SPEC_FILE = "arch.yaml"
+META_FILE = "meta.json"
+# Read only when there is no model.safetensors, and only with weights_only=True.
+PICKLED_WEIGHTS_FILES = ("model.pt", "model.pth")
+# Keys under which training scripts commonly nest the state dict in a .pt file.
+NESTED_STATE_DICT_KEYS = ("state_dict", "model")
+# How many names an error message lists before "and N more".
+SHOWN_NAMES = 5
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, corrupt or does not fit its spec."""
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide whether a checkpoint reproduces: Python, torch, resnas."""
+    from importlib import metadata
+
+    try:
+        resnas = metadata.version("resnas")
+    except metadata.PackageNotFoundError:
+        resnas = "unknown"
+    return {"python": platform.python_version(), "torch": torch.__version__, "resnas": resnas}
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, spec: ArchSpec | None = None,
+                    **meta: Any) -> Path:
+    """Write `model`'s weights, its spec and `meta` (JSON-serialisable) into folder `path`."""
+    from safetensors.torch import save_file
+
+    spec = spec if spec is not None else getattr(model, "spec", None)
+    if not isinstance(spec, ArchSpec):
+        raise ValueError("save_checkpoint: the model carries no ArchSpec; pass spec=")
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    # safetensors wants contiguous tensors that share no storage.
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"spec_key": spec.key()})
+    (folder / SPEC_FILE).write_text(spec.to_yaml())
+    document = {"format_version": FORMAT_VERSION, "spec_key": spec.key(), "versions": versions(), **meta}
+    (folder / META_FILE).write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    return folder
+
+
+# ------------------------------------------------------------------- reading
+def shorten(names: list[str], limit: int = SHOWN_NAMES) -> str:
+    """The first few names, then how many more: for error messages."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+def is_checkpoint_folder(folder: Path) -> bool:
+    """True when `folder` holds a spec file: the one file every checkpoint has."""
+    return (folder / SPEC_FILE).is_file()
+
+
+def read_spec(folder: Path) -> ArchSpec:
+    """The ArchSpec in `folder/arch.yaml` (read with yaml.safe_load, so it cannot build objects)."""
+    path = folder / SPEC_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; a checkpoint folder holds {SPEC_FILE}, "
+                              f"{WEIGHTS_FILE} and {META_FILE}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: cannot be read ({error})") from None
+    try:
+        return ArchSpec.from_yaml(text)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: not a valid ArchSpec: {error}") from None
+    except Exception as error:  # yaml syntax errors and unsafe tags carry their own position
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise CheckpointError(f"{path}: not a valid spec file ({type(error).__name__}: {first_line})") from None
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """`folder/meta.json` as a dict; {} when the folder has none (a checkpoint made by hand)."""
+    path = folder / META_FILE
+    if not path.exists():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise CheckpointError(f"{path}: got a JSON {type(document).__name__}; allowed: a JSON object")
+    version = document.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r} is newer than this resnas reads "
+                              f"(up to {FORMAT_VERSION}); upgrade resnas")
+    return document
+
+
+def _read_safetensors(path: Path, device: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        # safe_open parses a JSON header and maps raw tensor bytes; nothing else.
+        with safe_open(str(path), framework="pt", device=device) as handle:
+            header = handle.metadata() or {}
+            return {name: handle.get_tensor(name) for name in handle.keys()}, header
+    except Exception as error:  # SafetensorError is not exported under a stable name
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error}); the file is "
+                              f"corrupt or truncated: copy it again or retrain the trial") from None
+
+
+def _read_pickled(path: Path, device: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        # weights_only=True: the unpickler accepts tensors and plain containers
+        # only, and raises on any other global instead of importing and calling it.
+        content = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"{path}: refused to load: the pickle holds more than tensors "
+                              f"({_refusal(error)}); only plain state dicts are read, and nothing in "
+                              f"the file was run") from None
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable torch file ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''})") from None
+    return as_state_dict(content, path), {}
+
+
+def _refusal(error: Exception) -> str:
+    # torch's message is long and suggests weights_only=False; keep only what it refused.
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    text = " ".join(text.split())
+    return text.split(". ")[0][:200] or type(error).__name__
+
+
+def as_state_dict(content: Any, source: Path | str) -> dict[str, torch.Tensor]:
+    """A mapping of names to tensors, unwrapping one level of {'state_dict': ...} or {'model': ...}."""
+    if isinstance(content, Mapping):
+        for key in NESTED_STATE_DICT_KEYS:
+            if key in content and isinstance(content[key], Mapping) and not isinstance(content[key], torch.Tensor):
+                content = content[key]
+                break
+    if not isinstance(content, Mapping):
+        raise CheckpointError(f"{source}: holds a {type(content).__name__}; allowed: a state dict "
+                              f"(a mapping of parameter names to tensors)")
+    bad = [str(k) for k, v in content.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: not a state dict: these entries are not name -> tensor: {shorten(bad)}")
+    return dict(content)
+
+
+# weights file name -> its reader; the first one present in a folder is read.
+WEIGHT_READERS: dict[str, Callable[[Path, str], tuple[dict[str, torch.Tensor], dict[str, str]]]] = {
+    WEIGHTS_FILE: _read_safetensors,
+    **{name: _read_pickled for name in PICKLED_WEIGHTS_FILES},
+}
+
+
+def weights_path(folder: Path) -> Path:
+    """The weights file of a checkpoint folder; a clear error when it has none."""
+    for name in WEIGHT_READERS:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"{folder}: no weights file ({' or '.join(WEIGHT_READERS)}); the folder "
+                          f"holds only the spec: build an untrained copy with "
+                          f"models.build(models.load_spec({str(folder)!r}))")
+
+
+def read_weights(folder: Path, spec: ArchSpec, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict stored in `folder`, checked against the key of the spec it was saved with."""
+    path = weights_path(folder)
+    state, header = WEIGHT_READERS[path.name](path, device)
+    saved_key = header.get("spec_key")
+    if saved_key is not None and saved_key != spec.key():
+        raise CheckpointError(f"{path}: the weights were saved for spec {saved_key}, but "
+                              f"{folder / SPEC_FILE} holds spec {spec.key()}; the two files come "
+                              f"from different checkpoints")
+    return state
+
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: Path | str) -> None:
+    """Raise CheckpointError naming missing, unexpected or wrongly shaped entries of `state` for `model`."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {shorten(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {shorten(unexpected)}")
+        raise CheckpointError(f"{source}: the weights do not fit the spec ({'; '.join(parts)}); names "
+                              f"that differ but line up can be loaded with models.load_state_dict_by_shape")
+    wrong = [f"{k} {tuple(state[k].shape)} (spec wants {tuple(v.shape)})"
+             for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise CheckpointError(f"{source}: {len(wrong)} tensor(s) have the wrong shape for the spec: {shorten(wrong, 3)}")

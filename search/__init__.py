@@ -1,0 +1,1 @@
+"""Running studies: datasets, training, the search loop and its result tables."""

@@ -1,0 +1,339 @@
+"""One trial: train one architecture, report every epoch, test once at the end.
+
+`fit` is the platform's unit of work. The runner calls it inside Ray workers;
+`python -m search.train` calls it alone, for retraining a found architecture
+and for debugging.
+
+Images live as uint8 tensors on the training device; batches are cropped,
+flipped and normalised there in one vectorised step, so no Python loop runs
+per image and no DataLoader workers compete with the trials for cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import models
+from models import ArchSpec
+from space import DataSettings, TrainSettings
+
+from . import datasets
+
+Report = Callable[[dict[str, Any]], None]
+
+EVAL_BATCH = 1000
+
+
+class TrialDiverged(RuntimeError):
+    """The loss became NaN or infinite; the trial ends as failed, with this message."""
+
+
+# ------------------------------------------------------------ optimisation
+def _sgd(params: list[nn.Parameter], train: TrainSettings) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum,
+                           nesterov=train.nesterov, weight_decay=train.weight_decay)
+
+
+def _adamw(params: list[nn.Parameter], train: TrainSettings) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+
+
+OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], TrainSettings], torch.optim.Optimizer]] = {
+    "sgd": _sgd,
+    "adamw": _adamw,
+}
+
+
+def _step_factor(progress: float, train: TrainSettings) -> float:
+    # The paper divides the rate by 10 at 32k and 48k of 64k iterations.
+    return train.gamma ** sum(progress >= m for m in train.milestones)
+
+
+def _cosine_factor(progress: float, train: TrainSettings) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _constant_factor(progress: float, train: TrainSettings) -> float:
+    return 1.0
+
+
+SCHEDULES: dict[str, Callable[[float, TrainSettings], float]] = {
+    "step": _step_factor,
+    "cosine": _cosine_factor,
+    "constant": _constant_factor,
+}
+
+
+def lr_factor(step: int, steps_per_epoch: int, train: TrainSettings) -> float:
+    """Multiplier of `train.lr` at optimiser step `step` (0-based): linear warm-up, then the schedule."""
+    warmup_steps = train.warmup_epochs * steps_per_epoch
+    if step < warmup_steps:
+        # Start above zero so the first step already moves the weights.
+        return (step + 1) / (warmup_steps + 1)
+    total = train.epochs * steps_per_epoch
+    after = total - warmup_steps
+    progress = (step - warmup_steps) / after if after > 0 else 1.0
+    return SCHEDULES[train.schedule](min(progress, 1.0), train)
+
+
+# ----------------------------------------------------------------- helpers
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy (if present) and torch on every device."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, else CUDA when present, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    # bf16 keeps fp32's exponent range, so no loss scaling is needed.
+    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=generator, device=device)
+    # Drop the ragged last batch: a batch of one breaks BatchNorm, and equal
+    # batches keep the step count, and so the schedule, independent of order.
+    full = n // batch_size if n >= batch_size else 1
+    size = min(batch_size, n)
+    for i in range(full):
+        yield order[i * size:(i + 1) * size]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             augment: datasets.BatchAugment, amp: str = "auto",
+             memory_format: torch.memory_format = torch.contiguous_format) -> float:
+    """Top-1 accuracy (a fraction) of `model` on uint8 `images`."""
+    if len(images) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    device = images.device
+    for start in range(0, len(images), EVAL_BATCH):
+        x = augment.normalize_only(images[start:start + EVAL_BATCH], memory_format=memory_format)
+        with _autocast(device, amp):
+            logits = model(x)
+        correct += (logits.argmax(1) == labels[start:start + EVAL_BATCH]).sum().item()
+    model.train(was_training)
+    return correct / len(images)
+
+
+@dataclass
+class _Throughput:
+    images: int = 0
+    seconds: float = 0.0
+
+    @property
+    def per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def check_classes(spec: ArchSpec, num_classes: int) -> None:
+    """The spec's classifier must fit the dataset's label count."""
+    if spec.num_classes != num_classes:
+        raise ValueError(f"num_classes: the spec has {spec.num_classes} outputs but the dataset has "
+                         f"{num_classes} classes; allowed: num_classes: {num_classes}")
+
+
+# --------------------------------------------------------------------- fit
+def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report | None = None,
+        splits: datasets.DatasetSplits | None = None, device: str | torch.device | None = None,
+        save_to: str | Path | None = None, final_eval_on_train_val: bool = False) -> dict[str, Any]:
+    """Train `spec` with `train` on `data`; call `report` after every epoch; return the final metrics.
+
+    A NaN or infinite loss, or running out of memory, ends the trial with
+    `status: failed` and a message instead of an exception. `save_to` writes
+    the final weights and the spec there as a checkpoint (`models.save_checkpoint`).
+    With `final_eval_on_train_val`, the validation images join the training set
+    (retraining a chosen architecture); val_acc is then not measured.
+    """
+    started = time.perf_counter()
+    device = pick_device(device)
+    if train.max_threads is not None and device.type == "cpu":
+        torch.set_num_threads(train.max_threads)
+    if device.type == "cuda":
+        # Fixed input shapes: let cuDNN pick its fastest kernels once.
+        torch.backends.cudnn.benchmark = True
+    seed_everything(train.seed)
+    splits = splits if splits is not None else datasets.load(data)
+    check_classes(spec, splits.num_classes)
+    figures = models.complexity(spec, splits.image_size)
+    result: dict[str, Any] = {
+        "status": "complete", "error": "", "params": figures.params, "macs": figures.macs,
+        "flops": figures.flops, "val_acc_best": float("nan"), "val_acc_final": float("nan"),
+        "test_acc": float("nan"), "epochs_run": 0, "wall_s": 0.0, "images_per_s": float("nan"),
+        "device": str(device), "dataset": splits.source,
+    }
+
+    train_x, train_y = splits.train_x, splits.train_y
+    if final_eval_on_train_val:
+        train_x = torch.cat([train_x, splits.val_x])
+        train_y = torch.cat([train_y, splits.val_y])
+    train_x, train_y = train_x.to(device), train_y.to(device)
+    val_x, val_y = splits.val_x.to(device), splits.val_y.to(device)
+    test_x, test_y = splits.test_x.to(device), splits.test_y.to(device)
+    if final_eval_on_train_val:
+        val_x, val_y = val_x[:0], val_y[:0]
+
+    memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
+    model = models.build(spec).to(device=device, memory_format=memory_format)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS[train.optimizer](params, train)
+    augment = datasets.BatchAugment(crop_padding=data.crop_padding, flip=data.flip,
+                                    mean=splits.mean, std=splits.std)
+    generator = torch.Generator(device=device).manual_seed(train.seed)
+    steps_per_epoch = max(1, len(train_x) // train.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, train))
+    throughput = _Throughput()
+
+    try:
+        for epoch in range(1, train.epochs + 1):
+            model.train()
+            _sync(device)
+            epoch_start = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            seen = 0
+            for index in _batches(len(train_x), train.batch_size, generator, device):
+                x = augment(train_x[index], generator, memory_format=memory_format)
+                with _autocast(device, train.amp):
+                    loss = F.cross_entropy(model(x), train_y[index],
+                                           label_smoothing=train.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                loss_sum += loss.detach() * len(index)
+                seen += len(index)
+            _sync(device)
+            epoch_s = time.perf_counter() - epoch_start
+            throughput.images += seen
+            throughput.seconds += epoch_s
+            # One host sync per epoch: checking every step would stall the GPU.
+            train_loss = (loss_sum / max(seen, 1)).item()
+            if not math.isfinite(train_loss):
+                raise TrialDiverged(f"diverged: training loss became {train_loss} in epoch {epoch} "
+                                    f"(lr {train.lr}, {train.optimizer}); lower the learning rate "
+                                    f"or add warm-up")
+            val_acc = evaluate(model, val_x, val_y, augment, train.amp, memory_format)
+            result["epochs_run"] = epoch
+            result["val_acc_final"] = val_acc
+            if math.isnan(result["val_acc_best"]) or val_acc > result["val_acc_best"]:
+                result["val_acc_best"] = val_acc
+            if report is not None:
+                report({"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
+                        "epoch_s": epoch_s, "images_per_s": seen / epoch_s if epoch_s > 0 else float("nan"),
+                        "lr": optimizer.param_groups[0]["lr"]})
+        result["test_acc"] = evaluate(model, test_x, test_y, augment, train.amp, memory_format)
+    except TrialDiverged as error:
+        result.update(status="failed", error=str(error))
+    except torch.OutOfMemoryError as error:
+        result.update(status="failed", error=f"out of memory: {str(error).splitlines()[0]}")
+    result["images_per_s"] = throughput.per_second
+    result["wall_s"] = time.perf_counter() - started
+    if save_to is not None and result["status"] == "complete":
+        models.save_checkpoint(save_to, model, train_settings=train.to_dict(),
+                               data_settings=data.to_dict(), metrics=_plain_metrics(result))
+    return result
+
+
+def _plain_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool, dict)) or v is None}
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (affinity-aware)."""
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------- CLI
+def _parse_args(argv: list[str] | None) -> Any:
+    from ._cli import OneLineParser
+
+    parser = OneLineParser(prog="python -m search.train",
+                           description="Train one architecture and print its metrics as JSON.")
+    parser.add_argument("spec", help="a models preset name or an ArchSpec YAML/JSON file")
+    parser.add_argument("--data-root", default=None,
+                        help="folder with cifar-10-batches-py (default: the embedded sample)")
+    parser.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or synthetic")
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
+    parser.add_argument("--lr", type=float, default=TrainSettings.lr)
+    parser.add_argument("--schedule", default="cosine", help="step, cosine or constant")
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    parser.add_argument("--save", default=None, help="write a checkpoint folder here")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m search.train`: exit 0 on a complete trial, 1 on a failed one, 2 on bad input."""
+    import json
+    import sys
+
+    from models._describe import spec_from_name_or_file
+
+    args = _parse_args(argv)
+    try:
+        spec = spec_from_name_or_file(args.spec)
+        data = DataSettings(dataset=args.dataset, root=args.data_root, train_limit=args.train_limit)
+        train = TrainSettings(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                              lr=args.lr, schedule=args.schedule)
+        splits = datasets.load(data)
+        if spec.num_classes != splits.num_classes:
+            print(f"note: {args.spec} has {spec.num_classes} outputs; using {splits.num_classes} "
+                  f"for {args.dataset}", file=sys.stderr)
+            spec = spec.replace(num_classes=splits.num_classes)
+        if splits.source.get("embedded_sample"):
+            print("note: training on the embedded CIFAR-10 sample, not the full dataset "
+                  "(pass --data-root)", file=sys.stderr)
+        report = None if args.quiet else (
+            lambda m: print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                        for k, v in m.items()}), file=sys.stderr))
+        result = fit(spec, train, data, report=report, splits=splits, device=args.device,
+                     save_to=args.save)
+    except (ValueError, datasets.DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    result["spec"] = spec.to_dict()
+    result["train"] = train.to_dict()
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["status"] == "complete" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

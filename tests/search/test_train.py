@@ -1,0 +1,121 @@
+"""search.train.fit: real learning, determinism, divergence handling, schedules and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import ArchSpec, StageSpec, preset
+from search import datasets
+from search.train import fit, lr_factor
+from space import DataSettings, TrainSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"
+
+TINY = ArchSpec(stages=(StageSpec(1, 8, 1), StageSpec(1, 16, 2)), stem="cifar", stem_width=8,
+                shortcut="B", num_classes=10)
+SYNTHETIC = DataSettings(dataset="synthetic", synthetic_train=256, synthetic_test=64)
+
+
+def test_short_real_training_beats_chance_clearly() -> None:
+    """Four epochs of a narrow ResNet-8 on 4.5k real CIFAR-10 images: well above the 10% of chance."""
+    if not MINI.exists():
+        pytest.fail(f"the real CIFAR-10 mini set is missing at {MINI} (CI has ../shared beside the repo)")
+    data = DataSettings(root=str(MINI))
+    spec = ArchSpec(stages=(StageSpec(1, 16, 1), StageSpec(1, 32, 2), StageSpec(1, 64, 2)),
+                    stem="cifar", stem_width=16, shortcut="A", num_classes=10)
+    epochs = []
+    result = fit(spec, TrainSettings(epochs=4, batch_size=64, lr=0.05, schedule="cosine"), data,
+                 report=epochs.append)
+    assert result["status"] == "complete"
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    assert result["test_acc"] > 0.25, result
+    assert result["val_acc_best"] > 0.25, result
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert result["dataset"]["embedded_sample"] is False
+
+
+def test_cpu_training_is_deterministic_for_a_seed() -> None:
+    train = TrainSettings(epochs=2, batch_size=32, seed=3)
+    first, second = [], []
+    a = fit(TINY, train, SYNTHETIC, report=first.append)
+    b = fit(TINY, train, SYNTHETIC, report=second.append)
+    assert [e["train_loss"] for e in first] == [e["train_loss"] for e in second]
+    assert a["test_acc"] == b["test_acc"] and a["val_acc_final"] == b["val_acc_final"]
+    other_seed = []
+    fit(TINY, train.replace(seed=4), SYNTHETIC, report=other_seed.append)
+    assert [e["train_loss"] for e in other_seed] != [e["train_loss"] for e in first]
+
+
+def test_divergence_is_a_failed_result_not_an_exception() -> None:
+    result = fit(TINY, TrainSettings(epochs=3, batch_size=32, lr=1e6, momentum=0.0), SYNTHETIC)
+    assert result["status"] == "failed"
+    assert result["error"].startswith("diverged: training loss became")
+    assert math.isnan(result["test_acc"])
+
+
+def test_result_carries_params_macs_and_throughput() -> None:
+    result = fit(TINY, TrainSettings(epochs=1, batch_size=64), SYNTHETIC)
+    assert result["params"] > 0 and result["flops"] == 2 * result["macs"]
+    assert result["images_per_s"] > 0 and result["wall_s"] > 0
+    assert result["epochs_run"] == 1
+
+
+def test_num_classes_mismatch_names_the_fix() -> None:
+    with pytest.raises(ValueError, match="num_classes: the spec has 1000 outputs but the dataset has 10"):
+        fit(TINY.replace(num_classes=1000), TrainSettings(epochs=1), SYNTHETIC)
+
+
+def test_train_on_train_plus_val_skips_validation() -> None:
+    result = fit(TINY, TrainSettings(epochs=1, batch_size=64), SYNTHETIC, final_eval_on_train_val=True)
+    assert result["status"] == "complete" and math.isnan(result["val_acc_best"])
+    assert not math.isnan(result["test_acc"])
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine", "constant"])
+def test_lr_schedules_with_warmup(schedule: str) -> None:
+    train = TrainSettings(epochs=10, schedule=schedule, warmup_epochs=2, milestones=(0.5, 0.75))
+    factors = [lr_factor(step, 10, train) for step in range(100)]
+    assert factors[0] < 0.1 and all(a < b for a, b in zip(factors[:19], factors[1:20]))
+    assert factors[19] == pytest.approx(20 / 21)
+    if schedule == "step":
+        assert factors[20] == 1.0 and factors[99] == pytest.approx(0.01)
+    elif schedule == "cosine":
+        assert factors[20] == 1.0 and factors[99] < 0.01
+    else:
+        assert set(factors[20:]) == {1.0}
+
+
+def test_paper_step_schedule_divides_at_the_papers_iterations() -> None:
+    # 64k iterations: lr / 10 at 32k and 48k (He et al. 2015, Sec. 4.2).
+    train = TrainSettings(epochs=64, schedule="step")
+    assert lr_factor(31_999, 1000, train) == 1.0
+    assert lr_factor(32_000, 1000, train) == pytest.approx(0.1)
+    assert lr_factor(48_000, 1000, train) == pytest.approx(0.01)
+
+
+def test_cli_prints_metrics_json_and_rejects_bad_input(tmp_path: Path) -> None:
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(TINY.to_yaml())
+    run = subprocess.run([sys.executable, "-m", "search.train", str(spec_file), "--dataset", "synthetic",
+                          "--epochs", "1", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads(run.stdout)
+    assert metrics["status"] == "complete" and metrics["spec"]["stem_width"] == 8
+    for args, expected in ([["no_such_preset", "--epochs", "1"], "not a preset"],
+                           [["cifar_resnet20", "--epochs", "1", "--data-root", str(tmp_path / "none")],
+                            str(tmp_path / "none")],
+                           [["cifar_resnet20", "--epochs", "zero"], "invalid int value"],
+                           [["cifar_resnet20"], "required: --epochs"]):
+        bad = subprocess.run([sys.executable, "-m", "search.train", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 2, bad.stderr
+        assert expected in bad.stderr and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,90 @@
+"""Orchestration cost of `search.run`: an N-trial study against the same N trainings in a plain loop.
+
+The study runs as a user runs it (`python -m search.run`, a fresh process that
+starts Ray, the Optuna storage, the result tables and the report). The
+baseline trains the same specs with the same settings one after another with
+`search.train.fit` in one process. Both give each training the same number
+of threads, and the study runs one trial at a time, so the difference is the
+orchestration alone. Prints the ratio study / loop (goal: < 1.10 for trials of
+30 s or more).
+
+    .venv/bin/python bench/study_overhead.py [--epochs 6] [--seeds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / "studies" / "smoke.yaml"
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    # The smoke study's space (shortcut A/B on a tiny net) on the real embedded
+    # sample, long enough per trial to matter.
+    return ["data.dataset=cifar10", f"train.epochs={args.epochs}", f"search.seeds={list(range(args.seeds))}",
+            "search.max_concurrent=1", f"search.resources={{cpus: {args.threads}, gpus: 0}}",
+            "train.batch_size=64", f"space.width_multiplier={args.width_multiplier}"]
+
+
+def run_study(args: argparse.Namespace, out: Path) -> float:
+    command = [sys.executable, "-m", "search.run", str(STUDY), "--out", str(out), "--no-dashboard"]
+    for override in _overrides(args):
+        command += ["--set", override]
+    start = time.perf_counter()
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if finished.returncode != 0:
+        sys.exit(f"the study failed:\n{finished.stdout}\n{finished.stderr}")
+    return seconds
+
+
+def run_loop(args: argparse.Namespace, out: Path) -> tuple[float, list[float]]:
+    import space
+    from search import datasets
+    from search.train import fit
+
+    start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    study = space.load_study(STUDY, _overrides(args))
+    splits = datasets.load(study.data_settings())
+    trial_seconds = []
+    for point in space.grid_points(study):
+        for seed in study.search.seeds:
+            plan = space.resolve(study, {"point": point.label, "seed": seed})
+            result = fit(plan.spec, plan.train, study.data_settings(), splits=splits)
+            trial_seconds.append(result["wall_s"])
+    return time.perf_counter() - start, trial_seconds
+
+
+def main() -> None:
+    """Run both and print the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--width-multiplier", type=float, default=2.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        loop_s, trial_s = run_loop(args, Path(folder) / "loop")
+        study_s = run_study(args, Path(folder) / "study")
+        results = pd.read_parquet(Path(folder) / "study" / "results.parquet")
+    n = len(trial_s)
+    print(f"{n} trials, {args.epochs} epochs each on the embedded sample, {args.threads} threads per training, "
+          f"one at a time; mean trial {sum(trial_s) / n:.1f} s in the loop, "
+          f"{results['wall_s'].mean():.1f} s inside the study")
+    print(f"plain loop:          {loop_s:8.1f} s")
+    print(f"python -m search.run: {study_s:7.1f} s  (Ray start, workers, storage, tables, report included)")
+    print(f"ratio study / loop:  {study_s / loop_s:.3f}  (goal < 1.10)")
+
+
+if __name__ == "__main__":
+    main()

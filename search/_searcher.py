@@ -1,0 +1,140 @@
+"""Ray Tune's OptunaSearch, with the study in persistent storage and every trial screened and recorded.
+
+What this adds to `ray.tune.search.optuna.OptunaSearch`:
+
+- **Screening.** A sampled spec that breaks the study's params/MACs constraints
+  is told to Optuna as pruned (with the reason as a user attribute) and
+  sampled again, before Ray starts any worker for it.
+- **One record.** The trial's Optuna number travels in its config, so the
+  results table, the Optuna storage and the dashboard name trials alike; the
+  per-epoch values and the final metrics land as user attributes, since Optuna
+  stores intermediate values only for single-objective studies.
+- **Honest states.** A trial our trainer reports as failed is told FAIL, one
+  stopped early by ASHA is told PRUNED, not COMPLETE with a partial value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
+
+TRIAL_NUMBER = "trial_number"
+MAX_REJECTIONS_IN_A_ROW = 2000
+
+
+class ScreeningOptunaSearch(OptunaSearch):
+    """OptunaSearch that rejects constraint-breaking samples and records trials in full."""
+
+    def __init__(self, *args: Any, screen: Callable[[dict[str, Any]], str | None],
+                 on_rejected: Callable[[int, dict[str, Any], str], None],
+                 objective_metrics: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._screen = screen
+        self._on_rejected = on_rejected
+        self._objective_metrics = objective_metrics
+
+    @property
+    def optuna_study(self) -> optuna.Study:
+        """The underlying Optuna study (created by `set_search_properties`)."""
+        return self._ot_study
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        for _ in range(MAX_REJECTIONS_IN_A_ROW):
+            params = super().suggest(trial_id)
+            if not isinstance(params, dict):
+                return params
+            ot_trial = self._ot_trials[trial_id]
+            reason = self._screen(params)
+            if reason is None:
+                return {**params, TRIAL_NUMBER: ot_trial.number}
+            ot_trial.set_user_attr("rejected", reason)
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            del self._ot_trials[trial_id]
+            self._on_rejected(ot_trial.number, params, reason)
+        raise RuntimeError(
+            f"search: {MAX_REJECTIONS_IN_A_ROW} samples in a row broke the space constraints; "
+            "loosen space.constraints or narrow the searched ranges")
+
+    def save(self, checkpoint_path: str) -> None:
+        """Ray's experiment checkpoint: a pointer only, since the state lives in the Optuna storage.
+
+        OptunaSearch would pickle itself, closures and storage engine included;
+        `--resume` rebuilds the searcher from the storage instead.
+        """
+        with open(checkpoint_path, "w") as marker:
+            json.dump({"optuna_study": self._study_name}, marker)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore from Ray: `search.run --resume` reloads the Optuna storage."""
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return
+        result = result or {}
+        for key in ("status", "test_acc", "val_acc_best", "params", "macs", "epochs_run", "error"):
+            if key in result and _json_safe(result[key]):
+                ot_trial.set_user_attr(key, result[key])
+        if "curve" in result:
+            ot_trial.set_user_attr("val_acc_per_epoch", json.dumps(result["curve"]))
+        if error or result.get("status") == "failed":
+            state, values = TrialState.FAIL, None
+        elif not result.get("final"):
+            state, values = TrialState.PRUNED, None  # stopped early by the scheduler
+        else:
+            values = [result.get(m) for m in self._objective_metrics]
+            state = TrialState.COMPLETE
+            if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+                state, values = TrialState.FAIL, None
+        self._completed_trials.add(trial_id)
+        try:
+            self._ot_study.tell(ot_trial, values if values is None or len(values) > 1 else values[0],
+                                state=state)
+        except ValueError as error:  # e.g. told already; the table keeps the truth either way
+            logger.warning("optuna could not record trial %s: %s", ot_trial.number, error)
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler for ask-and-tell use, as Ray Tune drives it.
+
+    GridSampler calls `study.stop()` once the grid is exhausted, which raises
+    outside `study.optimize`; Ray's `num_samples` already bounds the trials.
+    """
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                    state: TrialState, values: Any) -> None:
+        return None
+
+
+def _json_safe(value: Any) -> bool:
+    return isinstance(value, (str, int, bool)) or (isinstance(value, float) and math.isfinite(value))
+
+
+def prepare_resume(study: optuna.Study) -> list[int]:
+    """Mark trials an interrupted run left RUNNING as failed and queue their parameters again.
+
+    Returns the numbers of the interrupted trials. A queued trial keeps its grid
+    point: GridSampler would otherwise count the failed copy as visited and
+    never run that point again.
+    """
+    interrupted = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        study.tell(trial.number, state=TrialState.FAIL)
+        interrupted.append(trial.number)
+        study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+        if "grid_id" in trial.system_attrs:
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
+            for key in ("grid_id", "search_space"):
+                storage.set_trial_system_attr(waiting._trial_id, key, trial.system_attrs[key])
+    return interrupted

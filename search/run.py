@@ -1,0 +1,81 @@
+"""`python -m search.run STUDY.yaml`: run a study through Ray Tune and Optuna, or dry-run it.
+
+Bad input (a study that does not validate, a bad flag or --set, an existing
+run folder, missing data) gets one line on stderr and exit status 2. Ctrl-C
+keeps every finished trial on disk; `--resume` continues.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._cli import OneLineParser
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _parse_args(argv: list[str] | None) -> Any:
+    parser = OneLineParser(prog="python -m search.run", description=__doc__.splitlines()[0])
+    parser.add_argument("study", help="the study YAML file")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<study name>/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override a study field, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in the existing run folder")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate, print the space size and a few sampled specs; train nothing")
+    parser.add_argument("--samples", type=int, default=5, help="specs to show in a dry run")
+    parser.add_argument("--address", default=None,
+                        help="join the Ray cluster at this address (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="at most this many trials at once (default: the study's, else what resources allow)")
+    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html at the end")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parse_args(argv)
+    import space
+
+    from . import datasets
+    from ._runner import RunError, RunOptions, run_study
+
+    try:
+        study = space.load_study(args.study, args.overrides)
+    except space.StudyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.dry_run:
+        print(space.dry_run_report(study, samples=args.samples))
+        return 0
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        print(f"error: --max-concurrent: got {args.max_concurrent}; allowed: an integer >= 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    run_dir = Path(args.out) if args.out else Path("runs") / study.name
+    options = RunOptions(run_dir=run_dir, resume=args.resume, address=args.address,
+                         max_concurrent=args.max_concurrent, dashboard=not args.no_dashboard,
+                         report=not args.no_report)
+    try:
+        document = run_study(study, options)
+    except (RunError, space.StudyError, datasets.DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    counts = document.get("trial_counts", {})
+    print(f"results: {run_dir / 'results.parquet'} (and .csv), curves: {run_dir / 'curves.parquet'}, "
+          f"optuna: {document['storage']}, run info: {run_dir / 'run.json'}")
+    print(f"trials: {counts.get('complete', 0)} complete, {counts.get('failed', 0)} failed, "
+          f"{counts.get('pruned', 0)} pruned; wall {document['wall_s']:.0f}s")
+    if not document.get("finished"):
+        print(f"the study is not finished; continue with: python -m search.run {args.study} "
+              f"{' '.join('--set ' + o for o in args.overrides)} --resume".replace("  ", " "))
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

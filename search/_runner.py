@@ -81,7 +81,7 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, study_r
     # Ray sets OMP threads from the trial's CPUs; torch needs telling as well.
     torch.set_num_threads(max(1, int(cpus_per_trial)))
     objectives = [m for m, _ in study.search.objectives]
-    state: dict[str, Any] = {"best": math.nan, "curve": []}
+    state: dict[str, Any] = {"best": math.nan, "curve": [], "last_epoch": {}}
     figures: dict[str, int] = {}
 
     def objective_values(val_acc_best: float) -> dict[str, Any]:
@@ -93,10 +93,17 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, study_r
         if math.isnan(state["best"]) or val > state["best"]:
             state["best"] = val
         state["curve"].append(round(val, 5))
+        if epoch_metrics["epoch"] == epochs:
+            # The last epoch travels in the final report: a scheduler that stops
+            # trials at max_t would otherwise stop it before its test accuracy.
+            state["last_epoch"] = epoch_metrics
+            return
         tune.report({**epoch_metrics, **objective_values(state["best"]), "final": False})
 
+    epochs = -1
     try:
         plan = space.resolve(study, params)
+        epochs = plan.train.epochs
         import models
 
         complexity = models.complexity(plan.spec, splits.image_size)
@@ -110,7 +117,8 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, study_r
     final = {k: v for k, v in result.items() if k != "dataset"}
     # Which Ray node trained it: a cluster run shows its spread in the table.
     final["node_id"] = ray.get_runtime_context().get_node_id()
-    last_epoch = {"epoch": final.get("epochs_run", 0), "val_acc": final.get("val_acc_final", math.nan)}
+    last_epoch = state["last_epoch"] or {"epoch": final.get("epochs_run", 0),
+                                         "val_acc": final.get("val_acc_final", math.nan)}
     tune.report({**last_epoch, **final, **objective_values(final.get("val_acc_best", math.nan)),
                  "final": True, "curve": state["curve"]})
 
@@ -152,16 +160,13 @@ class _Recorder:
             setattr(self.counts, row["status"], getattr(self.counts, row["status"]) + 1)
 
     # Tune callback hooks (a ray.tune.Callback subclass forwards here).
-    def trial_started(self) -> None:
-        self.counts.running += 1
-
     def trial_result(self, tune_trial_id: str, result: dict[str, Any]) -> None:
-        if not result.get("final"):
+        if "train_loss" in result:  # an epoch's metrics (the last one arrives with the final report)
             self.curves.setdefault(tune_trial_id, []).append(result)
 
     def trial_finished(self, tune_trial_id: str, config: dict[str, Any], result: dict[str, Any],
-                       error: str = "") -> None:
-        self.counts.running = max(0, self.counts.running - 1)
+                       error: str = "", running: int = 0) -> None:
+        self.counts.running = running
         params = {k: v for k, v in config.items() if k != TRIAL_NUMBER}
         number = config[TRIAL_NUMBER]
         spec, train, factors, seed = self._plan(params)
@@ -236,20 +241,23 @@ def _tune_callback(recorder: _Recorder) -> Any:
     class RecorderCallback(Callback):
         """Forwards Tune's events to the recorder, in the driver process."""
 
-        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            recorder.trial_started()
-
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             recorder.trial_result(trial.trial_id, result)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            recorder.trial_finished(trial.trial_id, trial.config, trial.last_result or {})
+            recorder.trial_finished(trial.trial_id, trial.config, trial.last_result or {},
+                                    running=_running(trials, trial))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             recorder.trial_finished(trial.trial_id, trial.config, trial.last_result or {},
-                                    error=_ray_error_message(trial))
+                                    error=_ray_error_message(trial), running=_running(trials, trial))
 
     return RecorderCallback()
+
+
+def _running(trials: list, finished: Any) -> int:
+    """Trials Tune still runs, besides the one that just finished."""
+    return sum(1 for t in trials if t is not finished and t.status == "RUNNING")
 
 
 def _ray_error_message(trial: Any) -> str:

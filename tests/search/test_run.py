@@ -83,6 +83,27 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> No
     assert len(study.get_trials(states=(optuna.trial.TrialState.FAIL,))) == 1
 
 
+def test_asha_prunes_on_val_acc_and_every_record_agrees(tmp_path: Path) -> None:
+    run_dir = tmp_path / "asha"
+    result = run_cli(str(SMOKE), "--out", str(run_dir), "--no-dashboard", "--no-report",
+                     "--set", "search.scheduler=asha", "--set", "train.epochs=4",
+                     "--set", "search.seeds=[0, 1, 2, 3]",
+                     "--set", "search.asha={grace_period: 1, reduction_factor: 2}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = _results(run_dir).set_index("trial_id")
+    assert len(results) == 8
+    pruned, complete = results[results["status"] == "pruned"], results[results["status"] == "complete"]
+    assert len(pruned) >= 1 and len(complete) >= 1
+    assert (pruned["epochs_run"] < 4).all() and pruned["test_acc"].isna().all()
+    assert pruned["error"].str.startswith("stopped early by the scheduler").all()
+    assert (complete["epochs_run"] == 4).all() and complete["test_acc"].notna().all()
+    curves = pd.read_parquet(run_dir / "curves.parquet").groupby("trial_id")["epoch"].max()
+    assert (curves.loc[results.index] == results["epochs_run"]).all()
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{run_dir / 'study.db'}")
+    states = {f"trial_{t.number:04d}": t.state.name.lower() for t in study.trials}
+    assert states == results["status"].to_dict()
+
+
 def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
     args = [str(SMOKE), "--out", str(run_dir), "--no-dashboard", "--no-report",

@@ -7,6 +7,7 @@ keeps every finished trial on disk; `--resume` continues.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trials: {counts.get('complete', 0)} complete, {counts.get('failed', 0)} failed, "
           f"{counts.get('pruned', 0)} pruned; wall {document['wall_s']:.0f}s")
     if not document.get("finished"):
-        print(f"the study is not finished; continue with: python -m search.run {args.study} "
-              f"{' '.join('--set ' + o for o in args.overrides)} --resume".replace("  ", " "))
+        again = ["python", "-m", "search.run", args.study, *(["--out", args.out] if args.out else []),
+                 *[part for o in args.overrides for part in ("--set", o)], "--resume"]
+        print(f"the study is not finished; continue with: {shlex.join(again)}")
         return EXIT_INTERRUPTED
     return 0
 

@@ -119,15 +119,15 @@ def count_shortcut(counter: Counter, option: str, size: int, c_in: int, c_out: i
 class _Residual(nn.Module):
     """Shared forward: branch plus shortcut, where the block has a shortcut at all."""
 
-    def __init__(self, shortcut: str, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, shortcut: str) -> None:
         super().__init__()
         self.has_shortcut = shortcut != "none"
-        downsample = make_shortcut(shortcut, c_in, c_out, stride)
-        if downsample is not None:
-            self.downsample = downsample
-        else:
-            self.downsample = None
         self.relu = nn.ReLU(inplace=True)
+
+    def _add_shortcut(self, shortcut: str, c_in: int, c_out: int, stride: int) -> None:
+        # Called after the branch's layers: torchvision registers `downsample`
+        # last, and state_dict order follows registration order.
+        self.downsample = make_shortcut(shortcut, c_in, c_out, stride)
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.downsample is None else self.downsample(x)
@@ -139,11 +139,12 @@ class BasicBlock(_Residual):
     last_bn = "bn2"
 
     def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, **_: object) -> None:
-        super().__init__(shortcut, c_in, c_out, stride)
+        super().__init__(shortcut)
         self.conv1 = conv3x3(c_in, c_out, stride)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = conv3x3(c_out, c_out)
         self.bn2 = nn.BatchNorm2d(c_out)
+        self._add_shortcut(shortcut, c_in, c_out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -171,7 +172,7 @@ class Bottleneck(_Residual):
 
     def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, inner: int,
                  groups: int, stride_on: str, **_: object) -> None:
-        super().__init__(shortcut, c_in, c_out, stride)
+        super().__init__(shortcut)
         stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
         self.conv1 = conv1x1(c_in, inner, stride_1x1)
         self.bn1 = nn.BatchNorm2d(inner)
@@ -179,6 +180,7 @@ class Bottleneck(_Residual):
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv3 = conv1x1(inner, c_out)
         self.bn3 = nn.BatchNorm2d(c_out)
+        self._add_shortcut(shortcut, c_in, c_out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -213,11 +215,12 @@ class PreActBasicBlock(_Residual):
     last_bn = None
 
     def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, **_: object) -> None:
-        super().__init__(shortcut, c_in, c_out, stride)
+        super().__init__(shortcut)
         self.bn1 = nn.BatchNorm2d(c_in)
         self.conv1 = conv3x3(c_in, c_out, stride)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.conv2 = conv3x3(c_out, c_out)
+        self._add_shortcut(shortcut, c_in, c_out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu(self.bn1(x))
@@ -246,7 +249,7 @@ class PreActBottleneck(_Residual):
 
     def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, inner: int,
                  groups: int, stride_on: str, **_: object) -> None:
-        super().__init__(shortcut, c_in, c_out, stride)
+        super().__init__(shortcut)
         stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
         self.bn1 = nn.BatchNorm2d(c_in)
         self.conv1 = conv1x1(c_in, inner, stride_1x1)
@@ -254,6 +257,7 @@ class PreActBottleneck(_Residual):
         self.conv2 = conv3x3(inner, inner, stride_3x3, groups)
         self.bn3 = nn.BatchNorm2d(inner)
         self.conv3 = conv1x1(inner, c_out)
+        self._add_shortcut(shortcut, c_in, c_out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu(self.bn1(x))

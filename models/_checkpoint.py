@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import pickle
 import platform
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -138,7 +139,10 @@ def _read_pickled(path: Path, device: str) -> tuple[dict[str, torch.Tensor], dic
     try:
         # weights_only=True: the unpickler accepts tensors and plain containers
         # only, and raises on any other global instead of importing and calling it.
-        content = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():
+            # A plain pickle (not torch.save's zip) makes torch warn about its protocol.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            content = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(f"{path}: refused to load: the pickle holds more than tensors "
                               f"({_refusal(error)}); only plain state dicts are read, and nothing in "

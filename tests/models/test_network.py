@@ -182,4 +182,5 @@ def test_state_dict_names_and_shapes_equal_torchvision(name: str) -> None:
     golden = json.loads(GOLDEN.read_text())["models"][name]
     with torch.device("meta"):
         ours = {k: list(v.shape) for k, v in build(preset(name)).state_dict().items()}
-    assert ours == golden
+    # Same names, same shapes, same order (the order matters to shape-matching loaders).
+    assert list(ours.items()) == list(golden.items())

@@ -1,0 +1,182 @@
+"""models export: TorchScript, torch.export and ONNX files that reload, carry their spec and match eager."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import models
+from models import EXPORT_FORMATS, ExportError, export_model, load_export, natural_image_size, preset, presets
+from models.__main__ import main as models_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+# TorchScript for every CIFAR preset but ResNet-1202 (its untrained outputs
+# overflow in eval mode, see test_network); torch.export, which takes seconds
+# per model on 2 cores, for one net per family. ImageNet nets at 64x64, for time.
+CIFAR_PRESETS = [name for name in presets() if name.startswith("cifar_") and name != "cifar_resnet1202"]
+IMAGENET_PRESETS = {"resnet18": 64, "resnext50_32x4d": 64}
+PRESET_CASES = ([(name, "torchscript") for name in CIFAR_PRESETS + list(IMAGENET_PRESETS)]
+                + [(name, "exported") for name in ("cifar_resnet20", "cifar_plain20", "resnet18")])
+TORCH_FORMATS = ["torchscript", "exported"]
+HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript"))
+
+
+def _round_trip(model: torch.nn.Module, path: Path, export_format: str, image_size: int | None = None) -> None:
+    check = export_model(model, path, export_format, image_size=image_size)
+    assert check.path == path and path.is_file()
+    assert check.max_abs_diff <= check.tolerance
+    exported = load_export(path)
+    assert exported.spec == model.spec
+    assert exported.info["spec_key"] == model.spec.key() and exported.info["format"] == export_format
+    # Any batch size, not only the traced one.
+    size = image_size or natural_image_size(model.spec)
+    x = torch.randn(5, model.spec.in_channels, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.run(x), model.eval()(x), atol=check.tolerance, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name, export_format", PRESET_CASES)
+def test_preset_round_trip(name: str, export_format: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = models.build(preset(name))
+    _round_trip(model, tmp_path / f"{name}{EXPORT_FORMATS[export_format][0]}", export_format,
+                IMAGENET_PRESETS.get(name))
+
+
+@pytest.mark.parametrize("export_format", TORCH_FORMATS)
+@pytest.mark.parametrize("index", range(3))
+def test_sampled_spec_round_trip(index: int, export_format: str, sampled_specs: list[models.ArchSpec],
+                                 tmp_path: Path) -> None:
+    spec = sampled_specs[index]
+    torch.manual_seed(index)
+    model = models.build(spec)
+    _round_trip(model, tmp_path / f"spec{index}{EXPORT_FORMATS[export_format][0]}", export_format,
+                image_size=32 if spec.stem == "cifar" else 64)
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="onnx and onnxscript are not installed")
+def test_onnx_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    _round_trip(models.build(preset("cifar_resnet20")), tmp_path / "cifar_resnet20.onnx", "onnx")
+
+
+def test_every_block_and_shortcut_exports(tmp_path: Path) -> None:
+    """Shortcut A's padding module and shortcut none, in every block type, survive tracing."""
+    base = models.ArchSpec(stages=(models.StageSpec(1, 16, 1), models.StageSpec(1, 32, 2)), stem="cifar",
+                           stem_width=16, num_classes=10)
+    for block in models.BLOCKS:
+        for shortcut in ("A", "none"):
+            extra = {"bottleneck_ratio": 1.0} if "bottleneck" in block else {}
+            model = models.build(base.replace(block=block, shortcut=shortcut, **extra))
+            path = tmp_path / f"{block}_{shortcut}.torchscript.pt"
+            check = export_model(model, path, "torchscript")  # raises on any difference
+            assert check.max_abs_diff <= check.tolerance and load_export(path).spec == model.spec
+
+
+def test_non_finite_outputs_are_reported_not_passed(tmp_path: Path) -> None:
+    # As an untrained ResNet-1202 in eval mode does, faster.
+    model = models.build(preset("cifar_resnet20"))
+    with torch.no_grad():
+        model.fc.bias.fill_(float("inf"))
+    with pytest.raises(ExportError, match="cannot be checked: the eager model's outputs on a random batch are not finite"):
+        export_model(model, tmp_path / "overflow.torchscript.pt", "torchscript")
+
+
+def test_mismatch_is_an_export_error_and_cli_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    suffix, write, read = EXPORT_FORMATS["torchscript"]
+
+    def write_other_weights(model, example, path, extra):
+        other = models.build(model.spec).eval()  # fresh random weights
+        write(other, example, path, extra)
+
+    monkeypatch.setitem(EXPORT_FORMATS, "torchscript", (suffix, write_other_weights, read))
+    out = tmp_path / "wrong.torchscript.pt"
+    assert models_cli(["export", "cifar_resnet20", "--format", "torchscript", "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "outputs differ from the eager model's" in error and "kept for inspection" in error
+    assert len(error.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ CLI
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-W", "default", "-m", "models", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=300, env=_env())
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    # Run from any folder: the repository must be importable.
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint folder of a briefly trained-looking model (random BN statistics)."""
+    torch.manual_seed(0)
+    model = models.build(preset("cifar_resnet20"))
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    folder = tmp_path_factory.mktemp("ckpt") / "trial_0007"
+    models.save_checkpoint(folder, model, metrics={"test_acc": 0.5})
+    return folder
+
+
+def test_cli_exports_a_checkpoint_quietly_with_its_spec(checkpoint: Path, tmp_path: Path) -> None:
+    result = _cli("export", str(checkpoint), "--format", "torchscript", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "trial_0007.torchscript.pt"
+    assert f"wrote {out.name} (torchscript, input N x 3x32x32" in result.stdout
+    assert "max abs difference 0 " in result.stdout
+    # torch.jit's deprecation warnings are the tool's business, not the user's.
+    assert "deprecated" not in result.stderr
+    exported = load_export(out)
+    assert exported.spec == preset("cifar_resnet20")
+    assert exported.info["source"]["checkpoint"] == str(checkpoint)
+    assert exported.info["source"]["metrics"] == {"test_acc": 0.5}
+
+
+def test_cli_exported_program_carries_spec(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "net.pt2"
+    result = _cli("export", str(checkpoint), "--format", "exported", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    extra = {"arch.yaml": "", "resnas.json": ""}
+    program = torch.export.load(str(out), extra_files=extra)
+    assert models.ArchSpec.from_yaml(extra["arch.yaml"]) == preset("cifar_resnet20")
+    assert json.loads(extra["resnas.json"])["input_shape"] == ["batch", 3, 32, 32]
+    reference = models.load(checkpoint)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(program.module()(x), reference(x))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["export", "no_such_thing", "--format", "torchscript"], "no such checkpoint folder, run folder or spec file"),
+    (["export", "resnet18", "--format", "torchscript", "--rank", "0"], "--rank and --trial pick a trial of a run folder"),
+    (["export", "resnet18", "--format", "pickle"], "invalid choice: 'pickle'"),
+    (["export", "cifar_resnet20", "--format", "torchscript", "--image-size", "0"], "image_size: got 0; allowed: a positive integer"),
+])
+def test_cli_bad_input_is_one_line_and_status_2(args: list[str], expected: str, tmp_path: Path) -> None:
+    result = _cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_broken_checkpoint_is_status_2(checkpoint: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "arch.yaml").write_text((checkpoint / "arch.yaml").read_text())
+    (broken / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:100])
+    result = _cli("export", str(broken), "--format", "torchscript", cwd=tmp_path)
+    assert result.returncode == 2 and "corrupt or truncated" in result.stderr

@@ -183,7 +183,8 @@ def _metadata(run: RunData, tables: ReportTables) -> str:
                                for package in ("torch", "ray", "optuna", "python", "resnas"))),
         ("Started / finished", f"{_value(info, 'started')} / {_value(info, 'finished', default='not finished')}"),
         ("Wall time", _duration(info.get("wall_s"))),
-        ("Device-hours", f"{float(info['device_hours']):.3f}" if isinstance(info.get("device_hours"), (int, float)) else "unknown"),
+        ("Device-hours", (f"{float(info['device_hours']):.3f} {info.get('device_hours_unit', '')}".rstrip()
+                          if isinstance(info.get("device_hours"), (int, float)) else "unknown")),
         ("Ranking objective", f"{run.ranking_metric} ({'max' if run.ranking_maximize else 'min'})"),
     ]
     items = "".join(f"<dt>{h.escape(label)}</dt><dd>{h.escape(text)}</dd>" for label, text in rows)
@@ -431,10 +432,14 @@ def _top_section(run: RunData, tables: ReportTables) -> str:
     rows = []
     for row in top.to_dict("records"):
         rank = int(row["rank"])
-        loads = [f'models.load("{load_path}", rank={rank})']
         checkpoint = row.get("checkpoint")
         if isinstance(checkpoint, str) and checkpoint.strip():
-            loads += ["# or, from its checkpoint:", f'models.load("{load_path}/{checkpoint.strip()}")']
+            loads = [f'models.load("{load_path}", trial="{row["trial_id"]}")',
+                     "# or, from its checkpoint folder:", f'models.load("{load_path}/{checkpoint.strip()}")']
+        else:
+            # Only the top-k trials keep weights; the spec always survives.
+            loads = ["# weights not kept: build the spec (untrained), or retrain it",
+                     f'models.build(models.load_spec("{load_path}", trial="{row["trial_id"]}"))']
         spec = row.get("arch_yaml")
         spec_html = (f"<details><summary>arch.yaml</summary><pre>{h.escape(spec)}</pre></details>"
                      if isinstance(spec, str) and spec.strip() else '<span class="muted">no spec recorded</span>')

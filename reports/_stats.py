@@ -211,7 +211,7 @@ def top_trials(run: RunData, k: int) -> pd.DataFrame:
               *[factor.column for factor in run.factors], "arch_key", "arch_yaml", "checkpoint"]
     columns = list(dict.fromkeys(column for column in wanted if column in ranked.columns))
     table = ranked[columns].copy()
-    table.insert(0, "rank", np.arange(len(table)))  # 0 = best, as models.load(run, rank=0)
+    table.insert(0, "rank", np.arange(len(table)))  # 0 = best, as in models.load(run, rank=0)
     return table
 
 

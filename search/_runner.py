@@ -384,6 +384,8 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
         "hardware": hardware(), "versions": versions(), "storage": storage_url,
         "started": previous.get("started", _utc_now()), "finished": None,
         "wall_s": previous.get("wall_s", 0.0), "device_hours": previous.get("device_hours", 0.0),
+        # Trial seconds x GPUs per trial, or x CPU cores where trials hold no GPU.
+        "device_hours_unit": "GPU-hours" if study.search.resources.gpus else "CPU-core-hours",
         "attempts": previous.get("attempts", 0) + 1,
     }
     # Ray next: a cluster that cannot be joined must not leave a run folder behind.

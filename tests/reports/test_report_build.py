@@ -109,8 +109,10 @@ def test_tables_are_written_as_csv(grid_run, grid_page):
 
 
 def test_top_architectures_show_spec_and_load_lines(grid_page):
-    assert "models.load(&quot;runs/shortcut_ablation&quot;, rank=0)" in grid_page
+    # Trials with kept weights load by id or folder; the others offer their spec.
+    assert "models.load(&quot;runs/shortcut_ablation&quot;, trial=&quot;trial_" in grid_page
     assert "models.load(&quot;runs/shortcut_ablation/checkpoints/trial_" in grid_page
+    assert "models.build(models.load_spec(&quot;runs/shortcut_ablation&quot;, trial=&quot;trial_" in grid_page
     assert "<summary>arch.yaml</summary><pre>stages:" in grid_page
 
 

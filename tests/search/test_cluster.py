@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SMOKE, run_cli
+from search_cli import SMOKE, run_cli
 
 pytestmark = pytest.mark.slow
 

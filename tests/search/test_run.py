@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SMOKE, run_cli
+from search_cli import ROOT, SMOKE, run_cli
 
 pytestmark = pytest.mark.slow
 

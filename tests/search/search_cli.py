@@ -1,4 +1,4 @@
-"""Helpers for the runner tests: run `python -m search.run` as a user would."""
+"""Run `python -m search.run` as a user would (shared by the runner tests)."""
 
 from __future__ import annotations
 

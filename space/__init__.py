@@ -1,0 +1,21 @@
+"""Study files: schema, validation, search spaces and the concrete settings of a trial.
+
+    study = load_study("studies/shortcut_ablation.yaml", overrides=["train.epochs=3"])
+    plan = resolve(study, {"point": grid_points(study)[0].label, "seed": 0})
+    plan.spec, plan.train   # an ArchSpec and TrainSettings, ready for search.train.fit
+"""
+
+from ._describe import dry_run_report, space_size
+from ._errors import StudyError
+from ._loading import load_study, study_from_dict
+from ._sampling import (TrialPlan, constraint_violation, define_by_run, factors, grid_points, grid_search_space,
+                        resolve)
+from ._settings import DataSettings, TrainSettings
+from ._study import GridPoint, SearchSettings, Study
+
+__all__ = [
+    "DataSettings", "TrainSettings",
+    "Study", "StudyError", "SearchSettings", "load_study", "study_from_dict",
+    "TrialPlan", "GridPoint", "resolve", "define_by_run", "grid_points", "grid_search_space",
+    "factors", "constraint_violation", "space_size", "dry_run_report",
+]

@@ -1,0 +1,145 @@
+"""Plain-text summaries of a study: its size, and the dry run the CLI prints before any training."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from ._sampling import define_by_run, grid_points, resolve
+from ._schema import Choice, FloatRange, IntRange, is_searched
+from ._space import Parameter, short_number
+from ._study import Study
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _distinct_values(parameter: Parameter) -> int:
+    domain = parameter.domain
+    if isinstance(domain, IntRange):  # a log int range still takes every integer
+        return (domain.high - domain.low) // domain.step + 1
+    return parameter.grid_size()
+
+
+def space_size(study: Study) -> str:
+    """"8 architectures x 3 seeds = 24 trials", or for Optuna what is searched and the trial budget."""
+    seeds = _plural(len(study.search.seeds), "seed")
+    if study.grid is not None:
+        points = grid_points(study)
+        architectures = len({point.spec.key() for point in points})
+        if architectures == len(points):
+            what = _plural(len(points), "architecture")
+        else:
+            what = f"{_plural(len(points), 'point')} ({_plural(architectures, 'architecture')})"
+        text = f"{what} × {seeds} = {_plural(study.search.trials, 'trial')}"
+        if study.grid.dropped_by_constraints:
+            text += f" ({study.grid.dropped_by_constraints:,} dropped by constraints)"
+        return text
+    parameters = study.search_space.parameters
+    numeric = sum(parameter.numeric for parameter in parameters)
+    continuous = any(isinstance(p.domain, FloatRange) and (p.domain.step is None or p.domain.log)
+                     for p in parameters)
+    if not parameters:
+        kind = "nothing searched"
+    elif continuous:
+        kind = "continuous"
+    else:
+        kind = f"discrete, up to {math.prod(_distinct_values(p) for p in parameters):,} combinations"
+    seeded = f" over {seeds}" if len(study.search.seeds) > 1 else ""
+    return (f"{kind}: {_plural(len(parameters), 'searched parameter')} ({numeric} numeric); "
+            f"{_plural(study.search.trials, 'trial')}{seeded}")
+
+
+def _show_setting(value: Any) -> str:
+    if isinstance(value, Choice):
+        return "{" + ", ".join(map(str, value.choice)) + "}"
+    if is_searched(value):
+        step = f" step {value.step}" if value.step not in (None, 1) else ""
+        return f"[{value.low}, {value.high}]{' log' if value.log else ''}{step}"
+    return str(value)
+
+
+def _data_line(study: Study) -> str:
+    data = study.data
+    if data.dataset == "synthetic":
+        source = f"synthetic ({data.synthetic_train} train / {data.synthetic_test} test images)"
+    else:
+        source = f"{data.dataset} ({data.root or 'embedded sample'})"
+    limit = f", first {data.train_limit} training images" if data.train_limit else ""
+    augment = f"crop pad {data.crop_padding}" if data.crop_padding else "no crop"
+    return (f"data: {source}{limit}, val_fraction {data.val_fraction:g}, {augment}, "
+            f"{'flip' if data.flip else 'no flip'}, normalize {data.normalize}")
+
+
+def _train_line(study: Study) -> str:
+    train = study.model.train
+    fields = ("epochs", "batch_size", "optimizer", "lr", "schedule", "warmup_epochs", "weight_decay",
+              "label_smoothing")
+    return "train: " + ", ".join(f"{name} {_show_setting(getattr(train, name))}" for name in fields)
+
+
+def _row(label: str, plan_or_error: Any, violation: str | None) -> tuple[str, str, str, str, str]:
+    if isinstance(plan_or_error, str):
+        return label, "-", "-", "-", f"invalid: {plan_or_error}"
+    spec, measured = plan_or_error
+    return (label, f"{spec.num_layers} layers", f"{measured.params / 1e6:.2f} M params",
+            f"{measured.macs / 1e6:.2f} M MACs", f"rejected: {violation}" if violation else "ok")
+
+
+def _sampled_rows(study: Study, samples: int, seed: int) -> list[tuple[str, str, str, str, str]]:
+    """Ask a seeded random Optuna sampler for `samples` trials through `define_by_run`."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line in a report
+    try:
+        sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    suggest = define_by_run(study)
+    space = study.search_space
+    rows = []
+    for _ in range(samples):
+        trial = sampler_study.ask()
+        suggest(trial)
+        try:
+            plan = resolve(study, trial.params)
+        except ValueError as error:
+            rows.append(_row(", ".join(f"{k}={v}" for k, v in trial.params.items()), str(error), None))
+            continue
+        measured = space.measure(plan.spec)
+        seed_text = f", seed={plan.train.seed}" if "seed" in trial.params else ""
+        rows.append(_row(plan.label + seed_text, (plan.spec, measured), space.violation(measured)))
+    return rows
+
+
+def dry_run_report(study: Study, samples: int = 5, seed: int = 0) -> str:
+    """Name, strategy, size, settings, and `samples` specs (first grid points or random samples)."""
+    search = study.search
+    objectives = ", ".join(f"{metric}:{mode}" for metric, mode in search.objectives)
+    strategy = search.strategy if search.sampler is None else f"optuna ({search.sampler}, seed {search.sampler_seed})"
+    bounds = study.search_space.constraints.bounds()
+    lines = [
+        f"study: {study.name}" + (f"  ({study.path})" if study.path else ""),
+        f"question: {study.question}",
+        f"strategy: {strategy}; objectives: {objectives}; scheduler: {search.scheduler}",
+        f"space: {space_size(study)}",
+        _data_line(study),
+        _train_line(study),
+        "constraints: " + (", ".join(f"{name} {short_number(value)}" for name, value in bounds.items()) or "none"),
+        f"resources per trial: {search.resources.cpus:g} cpus, {search.resources.gpus:g} gpus",
+    ]
+    if study.grid is not None:
+        points = grid_points(study)
+        shown = points[:samples]
+        lines.append(f"first {len(shown)} of {len(points)} grid points:")
+        rows = [_row(point.label, (point.spec, point.complexity), None) for point in shown]
+    else:
+        lines.append(f"{samples} random samples (seed {seed}):")
+        rows = _sampled_rows(study, samples, seed)
+    widths = [max((len(row[column]) for row in rows), default=0) for column in range(4)]
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:4], widths[1:])), row[4]]
+        lines.append("  " + "   ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""From a validated study to the choices of one trial, and from those choices to concrete settings.
+
+Optuna studies are sampled define-by-run (`define_by_run`), so Ray Tune's
+`OptunaSearch` can take the space as a callable. Grid studies are a list of
+points crossed with the seeds through Optuna's GridSampler over
+``{"point": labels, "seed": seeds}`` (`grid_search_space`). Either way,
+`resolve(study, trial.params)` gives the ArchSpec and TrainSettings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from models import ArchSpec
+
+from ._settings import TrainSettings
+from ._study import GridPoint, Study
+
+# Parameter names that are not space parameters: the grid point and the training seed.
+POINT, SEED = "point", "seed"
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial trains: a concrete spec, concrete settings (seed in), and the factor values."""
+
+    spec: ArchSpec
+    train: TrainSettings
+    factors: dict[str, Any]   # every searched parameter; None where it does not apply (a basic block's ratio)
+    label: str                # "shortcut=A, blocks_per_stage=3"
+
+
+def _is_grid(study: Study) -> bool:
+    return study.grid is not None
+
+
+def grid_points(study: Study) -> list[GridPoint]:
+    """Every point of a grid study, deduplicated and within the constraints (seeds not crossed in)."""
+    if study.grid is None:
+        raise ValueError(f"grid_points: study {study.name!r} uses strategy {study.search.strategy!r}, not grid")
+    return list(study.grid.points)
+
+
+def grid_search_space(study: Study) -> dict[str, list[Any]]:
+    """The GridSampler search space of a grid study: every point label crossed with every seed."""
+    return {POINT: [point.label for point in grid_points(study)], SEED: list(study.search.seeds)}
+
+
+def define_by_run(study: Study) -> Callable[[Any], dict[str, Any] | None]:
+    """A function that makes one trial's `suggest_*` calls; returns None (no constants for Ray Tune)."""
+    seeds = list(study.search.seeds)
+    if _is_grid(study):
+        labels = [point.label for point in grid_points(study)]
+
+        def suggest_grid_point(trial: Any) -> None:
+            trial.suggest_categorical(POINT, labels)
+            trial.suggest_categorical(SEED, seeds)
+            return None
+
+        return suggest_grid_point
+    space = study.search_space
+
+    def suggest(trial: Any) -> None:
+        space.suggest(trial)
+        # One seed is a constant; several make the seed a categorical parameter.
+        if len(seeds) > 1:
+            trial.suggest_categorical(SEED, seeds)
+        return None
+
+    return suggest
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"seed: got {value!r}; allowed: an integer >= 0")
+    return value
+
+
+def resolve(study: Study, params: Mapping[str, Any]) -> TrialPlan:
+    """The TrialPlan of one trial's parameters (`trial.params`, or {"point": label, "seed": s}); ValueError if invalid."""
+    values = dict(params)
+    seed = _seed(values.pop(SEED, study.search.seeds[0]))
+    space = study.search_space
+    if POINT in values:
+        label = values.pop(POINT)
+        points = {point.label: point for point in grid_points(study)}
+        if label not in points:
+            raise ValueError(f"point: got {label!r}; allowed: one of the {len(points)} grid point labels")
+        if values:
+            raise ValueError(f"{sorted(values)[0]}: given with a grid point; allowed: only point and seed")
+        values = dict(points[label].params)
+    known = [parameter.name for parameter in space.parameters]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a parameter of study {study.name!r}; "
+                         f"allowed: {', '.join(known + [SEED]) if known else SEED}")
+    spec, train = space.concrete(values, seed)
+    factors = {parameter.name: values.get(parameter.name) if space.is_active(parameter, values) else None
+               for parameter in space.parameters}
+    return TrialPlan(spec=spec, train=train, factors=factors, label=space.label(values))
+
+
+def constraint_violation(study: Study, spec: ArchSpec) -> str | None:
+    """"macs 3.1e8 > max_macs 3e8" when `spec` breaks a constraint of the study, else None."""
+    space = study.search_space
+    return space.violation(space.measure(spec))
+
+
+def factors(study: Study) -> dict[str, dict[str, Any]]:
+    """Every searched parameter -> {"levels": [...] or None for a numeric range, "reference": first level}."""
+    result = {}
+    for parameter in study.search_space.parameters:
+        levels = parameter.grid_levels() if _is_grid(study) else parameter.levels
+        result[parameter.name] = {"levels": levels, "reference": levels[0] if levels else None}
+    return result

@@ -1,0 +1,121 @@
+"""Concrete (nothing searched) training and data settings of one trial.
+
+A study file may search any of these fields; sampling resolves them into these
+frozen dataclasses, which travel with the ArchSpec to the trainer and into
+every results row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, TypeVar
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+AMP_MODES = ("auto", "bf16", "off")
+DATASET_NAMES = ("cifar10", "cifar100", "synthetic")
+NORMALIZATIONS = ("cifar", "imagenet", "none")
+
+_Settings = TypeVar("_Settings", bound="_Serialisable")
+
+
+class _Serialisable:
+    """to_dict/from_dict for flat frozen dataclasses whose tuples become lists."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_Settings], data: Mapping[str, Any]) -> _Settings:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown {cls.__name__} field; allowed: {', '.join(sorted(known))}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    def replace(self: _Settings, **changes: Any) -> _Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _check(ok: bool, name: str, given: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: got {given!r}; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class TrainSettings(_Serialisable):
+    """How one architecture is trained. Defaults are the paper's CIFAR recipe (Sec. 4.2)."""
+
+    epochs: int = 164                      # 64k iterations at batch 128 on 45k images
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)   # lr /10 at 32k and 48k of 64k iterations
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0             # the paper warms ResNet-110 up at lr 0.01; linear here
+    label_smoothing: float = 0.0
+    seed: int = 0
+    channels_last: bool = True             # faster convs on CPU (oneDNN) and GPU tensor cores
+    amp: str = "auto"                      # auto = bf16 autocast on CUDA, fp32 on CPU
+    max_threads: int | None = None         # torch intra-op threads; None = what the runner gives
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _check(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size",
+               self.batch_size, "an integer >= 1")
+        _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, ", ".join(OPTIMIZERS))
+        _check(self.lr > 0, "lr", self.lr, "a number > 0")
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        _check(self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES))
+        _check(all(0 < m < 1 for m in self.milestones) and list(self.milestones) == sorted(self.milestones),
+               "milestones", self.milestones, "increasing fractions of the epochs, each in (0, 1)")
+        _check(0 < self.gamma <= 1, "gamma", self.gamma, "a number in (0, 1]")
+        _check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", self.warmup_epochs,
+               f"a number in [0, epochs={self.epochs})")
+        _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        _check(self.amp in AMP_MODES, "amp", self.amp, ", ".join(AMP_MODES))
+        _check(self.max_threads is None or (isinstance(self.max_threads, int) and self.max_threads >= 1),
+               "max_threads", self.max_threads, "null or an integer >= 1")
+        _check(not (self.nesterov and self.optimizer != "sgd"), "nesterov", self.nesterov,
+               "false unless optimizer is sgd")
+
+
+@dataclass(frozen=True)
+class DataSettings(_Serialisable):
+    """Which images a trial sees and how they are split, augmented and normalised."""
+
+    dataset: str = "cifar10"
+    root: str | None = None                # None: the small CIFAR-10 sample shipped in the package
+    download: bool = False
+    val_fraction: float = 0.1              # held out of the training set; selection never sees test
+    split_seed: int = 0                    # fixed: every trial of a study sees the same split
+    crop_padding: int = 4                  # the paper's 4-pixel-padded random crop; 0 = off
+    flip: bool = True
+    normalize: str = "cifar"
+    train_limit: int | None = None         # first N training images only, for CPU budgets
+    synthetic_train: int = 512
+    synthetic_test: int = 128
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASET_NAMES, "dataset", self.dataset, ", ".join(DATASET_NAMES))
+        _check(0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a number in (0, 1)")
+        _check(isinstance(self.crop_padding, int) and self.crop_padding >= 0, "crop_padding",
+               self.crop_padding, "an integer >= 0")
+        _check(self.normalize in NORMALIZATIONS, "normalize", self.normalize, ", ".join(NORMALIZATIONS))
+        _check(self.train_limit is None or (isinstance(self.train_limit, int) and self.train_limit >= 1),
+               "train_limit", self.train_limit, "null or an integer >= 1")
+        _check(isinstance(self.synthetic_train, int) and self.synthetic_train >= 10, "synthetic_train",
+               self.synthetic_train, "an integer >= 10")
+        _check(isinstance(self.synthetic_test, int) and self.synthetic_test >= 10, "synthetic_test",
+               self.synthetic_test, "an integer >= 10")

@@ -1,0 +1,246 @@
+"""The validated Study, and the checks that need the whole study rather than one field.
+
+Type and range checks are pydantic's (in `_schema`). Here the space is
+expanded: a grid is enumerated and every point built; an Optuna space is
+probed at its corners and at random points. A spec that cannot exist or a
+constraint nothing can meet rejects the study before any training.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import yaml
+
+from models import ArchSpec, Complexity
+
+from ._errors import FieldProblem, Problem, StudyError
+from ._schema import Asha, Choice, IntRange, Resources, StudyModel
+from ._settings import DataSettings, TrainSettings
+from ._space import SearchSpace, build_search_space
+
+# Beyond this many combinations a grid is a mistake (use optuna); each point costs
+# one spec build and one complexity count (~0.1 ms) at load time.
+GRID_LIMIT = 20_000
+# Random points an Optuna space is probed at, besides its two corners.
+PROBE_SAMPLES = 256
+
+Locate = Callable[[FieldProblem], Problem]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The `search` section with defaults filled in and the grid's trial count derived."""
+
+    strategy: str
+    sampler: str | None                 # None for grid
+    objectives: list[tuple[str, str]]   # [("val_acc", "max"), ("macs", "min")]
+    trials: int                         # grid: points x seeds
+    seeds: list[int]
+    sampler_seed: int
+    scheduler: str
+    asha: Asha | None                   # set exactly when scheduler is asha
+    resources: Resources
+    max_concurrent: int | None
+    keep_checkpoints: int
+    storage: str | None
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of a grid study: a unique readable label and the parameter values for `resolve`."""
+
+    label: str
+    params: dict[str, Any]
+    spec: ArchSpec
+    complexity: Complexity
+
+
+@dataclass(frozen=True)
+class GridInfo:
+    """The points a grid runs, and how many combinations were dropped on the way."""
+
+    points: tuple[GridPoint, ...]
+    dropped_by_constraints: int
+    merged_duplicates: int
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: nothing in it can fail before training starts."""
+
+    name: str
+    question: str
+    path: str | None
+    raw: dict[str, Any] = field(repr=False)   # as loaded, after --set overrides
+    data: DataSettings
+    search: SearchSettings
+    model: StudyModel = field(repr=False)     # every section as validated
+    search_space: SearchSpace = field(repr=False)
+    grid: GridInfo | None = field(repr=False)  # None for optuna studies
+
+    def data_settings(self) -> DataSettings:
+        """The concrete data settings every trial of the study shares."""
+        return self.data
+
+    def to_yaml(self) -> str:
+        """The study as run (overrides applied), for `study.yaml` in the run folder."""
+        return yaml.safe_dump(self.raw, sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # The schema's generic classes (Choice[Literal[...]]) cannot be pickled by name;
+        # a study pickles as its raw dict and is validated again on the other side.
+        from ._loading import rebuild_study
+        return rebuild_study, (self.raw, self.path)
+
+
+# ---------------------------------------------------------------- checks
+_UNITS = {"macs": "MACs", "params": "params"}
+
+
+def _check_satisfiable(space: SearchSpace, measured: list[Complexity], sampled: bool) -> None:
+    """Raise when no measured architecture meets the constraints, naming the one that cannot be met."""
+    bounds = space.constraints.bounds()
+    if not bounds or any(space.violation(each) is None for each in measured):
+        return
+    scope = f" of {len(measured)} sampled" if sampled else ""
+    for name, bound in bounds.items():
+        kind, metric = name.split("_", 1)
+        values = [getattr(each, metric) for each in measured]
+        extreme = min(values) if kind == "max" else max(values)
+        if (kind == "max" and extreme > bound) or (kind == "min" and extreme < bound):
+            which = "smallest" if kind == "max" else "largest"
+            raise FieldProblem(("space", "constraints", name),
+                               f"no architecture in the space satisfies it (the {which}{scope} has "
+                               f"{extreme:,} {_UNITS[metric]})",
+                               got=f"{bound:g}", allowed=f"{'>=' if kind == 'max' else '<='} {extreme:,}")
+    raise FieldProblem(("space", "constraints"),
+                       "no architecture in the space satisfies all constraints at once (each alone can be met)",
+                       got=str(bounds))
+
+
+def _built(space: SearchSpace, values: dict[str, Any], seed: int, what: str) -> tuple[ArchSpec, TrainSettings]:
+    try:
+        return space.concrete(values, seed)
+    except FieldProblem as problem:
+        raise FieldProblem(problem.path, f"{what} '{space.label(values)}' is {problem.what}",
+                           problem.got, problem.allowed) from None
+
+
+def _enumerate_grid(space: SearchSpace, seed: int) -> GridInfo:
+    for parameter in space.parameters:
+        if parameter.grid_size() == 0:  # counted, not listed: a tiny step must not fill memory
+            reason = "a log range has no grid steps" if parameter.domain.log else "a float range without a step"
+            raise FieldProblem(parameter.path, f"grid needs a step or a choice ({reason})",
+                               allowed="{choice: [...]}, {int: [low, high]} or {float: [low, high], step: s}")
+    bound = space.grid_upper_bound()
+    if bound > GRID_LIMIT:
+        raise FieldProblem(("space",), f"the grid has up to {bound:,} points",
+                           allowed=f"at most {GRID_LIMIT:,}; search large spaces with strategy: optuna")
+    seen: set[tuple[str, str]] = set()
+    candidates: list[tuple[dict[str, Any], ArchSpec, Complexity]] = []
+    duplicates = 0
+    for values in space.grid():
+        spec, train = _built(space, values, seed, "the grid point")
+        # Two combinations that build the same network with the same training are one point
+        # (the ratio of a basic block, a width multiplier that rounds to the same widths).
+        identity = (spec.key(), json.dumps(train.to_dict(), sort_keys=True))
+        if identity in seen:
+            duplicates += 1
+            continue
+        seen.add(identity)
+        candidates.append((values, spec, space.measure(spec)))
+    _check_satisfiable(space, [measured for _, _, measured in candidates], sampled=False)
+    points = []
+    labels: set[str] = set()
+    for values, spec, measured in candidates:
+        if space.violation(measured) is not None:
+            continue
+        label = space.label(values)
+        while label in labels:  # only if two levels print alike (0.30001 and 0.3)
+            label += "'"
+        labels.add(label)
+        points.append(GridPoint(label, values, spec, measured))
+    return GridInfo(tuple(points), len(candidates) - len(points), duplicates)
+
+
+def _probe(space: SearchSpace, sampler_seed: int, seed: int) -> None:
+    """Build the corners and PROBE_SAMPLES random points of an Optuna space."""
+    rng = random.Random(sampler_seed)
+    candidates = [("the low corner", space.corner(high=False)), ("the high corner", space.corner(high=True))]
+    candidates += [("the sampled point", space.draw(rng)) for _ in range(PROBE_SAMPLES)]
+    measured = [space.measure(_built(space, values, seed, what)[0]) for what, values in candidates]
+    _check_satisfiable(space, measured, sampled=True)
+
+
+def _search_settings(model: StudyModel, points: int | None) -> SearchSettings:
+    section = model.search
+    if section.seeds is not None:
+        seeds = list(section.seeds)
+    else:
+        seeds = list(range(section.repeats)) if section.repeats is not None else [0]
+    if section.strategy == "grid":
+        derived = points * len(seeds)  # type: ignore[operator]
+        if section.trials is not None and section.trials != derived:
+            raise FieldProblem(("search", "trials"),
+                               f"a grid runs every point with every seed ({points} points x {len(seeds)} seeds "
+                               f"= {derived} trials)", got=repr(section.trials),
+                               allowed=f"{derived}, or leave trials out")
+        trials = derived
+    else:
+        if section.trials is None:
+            raise FieldProblem(("search", "trials"), "missing: strategy optuna needs a trial budget",
+                               allowed="an integer >= 1")
+        trials = section.trials
+    asha = None
+    if section.scheduler == "asha":
+        asha = section.asha or Asha()
+        if "val_acc" not in [metric for metric, _ in section.objectives]:
+            raise FieldProblem(("search", "scheduler"), "asha stops trials on val_acc, which is not an objective",
+                               got=repr(section.scheduler), allowed="none, or add val_acc:max to objectives")
+    return SearchSettings(
+        strategy=section.strategy, sampler=section.sampler if section.strategy == "optuna" else None,
+        objectives=list(section.objectives), trials=trials, seeds=seeds, sampler_seed=section.sampler_seed,
+        scheduler=section.scheduler, asha=asha, resources=section.resources,
+        max_concurrent=section.max_concurrent, keep_checkpoints=section.keep_checkpoints, storage=section.storage)
+
+
+def _check_asha_budget(model: StudyModel, search: SearchSettings) -> None:
+    if search.asha is None:
+        return
+    epochs = model.train.epochs
+    if isinstance(epochs, Choice):
+        most = max(epochs.choice)
+    else:
+        most = epochs.high if isinstance(epochs, IntRange) else epochs
+    if search.asha.grace_period > most:
+        raise FieldProblem(("search", "asha", "grace_period"),
+                           f"longer than the longest training ({most} epochs), so ASHA never stops a trial",
+                           got=repr(search.asha.grace_period), allowed=f"an integer in [1, {most}]")
+
+
+def _data_settings(model: StudyModel) -> DataSettings:
+    try:
+        return DataSettings.from_dict(model.data.model_dump())
+    except ValueError as error:  # the schema mirrors DataSettings' checks; this is a backstop
+        raise FieldProblem(("data",), str(error)) from None
+
+
+def build_study(model: StudyModel, raw: dict[str, Any], path: str | None, locate: Locate) -> Study:
+    """Run the whole-study checks and assemble the Study; StudyError (located) if any fails."""
+    try:
+        space = build_search_space(model)
+        first_seed = (model.search.seeds or [0])[0]
+        grid = _enumerate_grid(space, first_seed) if model.search.strategy == "grid" else None
+        if grid is None:
+            _probe(space, model.search.sampler_seed, first_seed)
+        search = _search_settings(model, len(grid.points) if grid is not None else None)
+        _check_asha_budget(model, search)
+        data = _data_settings(model)
+    except FieldProblem as problem:
+        raise StudyError([locate(problem)], path) from None
+    return Study(name=model.name, question=model.question, path=path, raw=raw, data=data, search=search,
+                 model=model, search_space=space, grid=grid)

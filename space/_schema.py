@@ -152,7 +152,21 @@ def _range_checks(low: float, high: float, step: float | None, log: bool, step_g
                              f"step={step})", show_input=False)
 
 
-class IntRange(_Section, Generic[Level]):
+class _Bounded:
+    """`low` and `high` of the two-element `bounds` list that each range form declares."""
+
+    @property
+    def low(self) -> Any:
+        """The lower end, included."""
+        return self.bounds[0]
+
+    @property
+    def high(self) -> Any:
+        """The upper end, included."""
+        return self.bounds[1]
+
+
+class IntRange(_Bounded, _Section, Generic[Level]):
     """An integer search over [low, high], by `step` or on a log scale."""
 
     bounds: Annotated[list[Level], Field(alias="int", min_length=2, max_length=2)]
@@ -164,18 +178,8 @@ class IntRange(_Section, Generic[Level]):
         _range_checks(self.low, self.high, self.step, self.log, "step" in self.model_fields_set)
         return self
 
-    @property
-    def low(self) -> Any:
-        """The lower end, included."""
-        return self.bounds[0]
 
-    @property
-    def high(self) -> Any:
-        """The upper end, included."""
-        return self.bounds[1]
-
-
-class FloatRange(_Section, Generic[Level]):
+class FloatRange(_Bounded, _Section, Generic[Level]):
     """A real-valued search over [low, high], continuous, by `step`, or on a log scale."""
 
     bounds: Annotated[list[Level], Field(alias="float", min_length=2, max_length=2)]
@@ -186,16 +190,6 @@ class FloatRange(_Section, Generic[Level]):
     def _rules(self) -> "FloatRange[Level]":
         _range_checks(self.low, self.high, self.step, self.log, self.step is not None)
         return self
-
-    @property
-    def low(self) -> Any:
-        """The lower end, included."""
-        return self.bounds[0]
-
-    @property
-    def high(self) -> Any:
-        """The upper end, included."""
-        return self.bounds[1]
 
 
 class _UnknownForm(_Section):

@@ -39,23 +39,23 @@ class RunError(ValueError):
 
 
 # ------------------------------------------------------------------ samplers
-def _tpe(seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+def _tpe(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=True)
 
 
-def _random(seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+def _random(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _nsga2(seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+def _nsga2(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
-def _qmc(seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+def _qmc(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
 
 
-SAMPLERS: dict[str, Callable[[int, bool], optuna.samplers.BaseSampler]] = {
+SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": _tpe, "random": _random, "nsga2": _nsga2, "qmc": _qmc,
 }
 
@@ -488,19 +488,10 @@ def _make_searcher(study: space.Study, storage_url: str, recorder: _Recorder,
     metrics = [objective_metric(m) for m, _ in objectives]
     modes = [mode for _, mode in objectives]
     if study.search.strategy == "grid":
-        labels = [point.label for point in space.grid_points(study)]
-        seeds = list(study.search.seeds)
         sampler: optuna.samplers.BaseSampler = AskTellGridSampler(
-            {"point": labels, "seed": seeds}, seed=study.search.sampler_seed)
-
-        def grid_space(trial: optuna.Trial) -> None:
-            trial.suggest_categorical("point", labels)
-            trial.suggest_categorical("seed", seeds)
-
-        define_by_run: Callable[[optuna.Trial], Any] = grid_space
+            space.grid_search_space(study), seed=study.search.sampler_seed)
     else:
-        sampler = SAMPLERS[study.search.sampler](study.search.sampler_seed, multi)
-        define_by_run = space.define_by_run(study)
+        sampler = SAMPLERS[study.search.sampler](study.search.sampler_seed)
 
     def screen(params: dict[str, Any]) -> str | None:
         try:
@@ -510,7 +501,7 @@ def _make_searcher(study: space.Study, storage_url: str, recorder: _Recorder,
         return space.constraint_violation(study, plan.spec)
 
     return ScreeningOptunaSearch(
-        space=define_by_run, metric=metrics if multi else metrics[0],
+        space=space.define_by_run(study), metric=metrics if multi else metrics[0],
         mode=modes if multi else modes[0], sampler=sampler, storage=optuna.storages.get_storage(storage_url),
         study_name=study.name, screen=screen, on_rejected=recorder.trial_rejected,
         objective_metrics=metrics,

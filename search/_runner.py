@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import optuna
 
+import models
 import space
 from models import ArchSpec
 
@@ -83,6 +84,7 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, study_r
     objectives = [m for m, _ in study.search.objectives]
     state: dict[str, Any] = {"best": math.nan, "curve": [], "last_epoch": {}}
     figures: dict[str, int] = {}
+    epochs = -1  # known once the plan resolves
 
     def objective_values(val_acc_best: float) -> dict[str, Any]:
         values = {"val_acc": val_acc_best, **figures}
@@ -100,12 +102,9 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, study_r
             return
         tune.report({**epoch_metrics, **objective_values(state["best"]), "final": False})
 
-    epochs = -1
     try:
         plan = space.resolve(study, params)
         epochs = plan.train.epochs
-        import models
-
         complexity = models.complexity(plan.spec, splits.image_size)
         figures.update(params=complexity.params, macs=complexity.macs)
         save_to = Path(run_dir) / CHECKPOINTS / trial_id(number) if keep_weights else None

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -389,6 +390,9 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
     }
     # Ray next: a cluster that cannot be joined must not leave a run folder behind.
     dashboard = _init_ray(options)
+    # After ray.init, which installs its own fatal-signal handler: a `kill` or
+    # `timeout` then ends the run like Ctrl-C, tables and run.json written.
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     if not options.resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / STUDY_YAML, study.to_yaml())
@@ -453,9 +457,15 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
         document["trial_counts"] = {s: sum(1 for r in tables.rows.values() if r["status"] == s)
                                     for s in ("complete", "failed", "pruned")}
         _write_run_json(run_dir, document)
-    if options.report:
+    if options.report and tables.rows:
         _build_report(run_dir, out)
+    elif options.report:
+        print("no trial finished yet, so no report", file=out)
     return document
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _max_epochs(study: space.Study) -> int:

@@ -145,6 +145,33 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     assert not after.duplicated(["factor.shortcut", "seed"]).any()
 
 
+def test_sigterm_ends_the_run_like_ctrl_c(tmp_path: Path) -> None:
+    run_dir = tmp_path / "terminated"
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    environment.pop("RAY_ADDRESS", None)
+    driver = subprocess.Popen([sys.executable, "-m", "search.run", str(SMOKE), "--out", str(run_dir),
+                               "--no-dashboard", "--no-report", "--set", "train.epochs=3",
+                               "--set", "search.max_concurrent=1", "--set", "data.synthetic_train=1024"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=environment, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (run_dir / "results.parquet").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        driver.send_signal(signal.SIGTERM)
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert driver.returncode == 130, output
+    assert "the study is not finished; continue with:" in output and "--resume" in output
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["finished"] is None and run["trial_counts"]["complete"] >= 1
+    assert len(_results(run_dir)) == run["trial_counts"]["complete"]
+
+
 def test_existing_run_folder_is_refused_without_resume(tmp_path: Path) -> None:
     run_dir = tmp_path / "exists"
     run_dir.mkdir()

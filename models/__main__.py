@@ -6,18 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._cli import OneLineParser
 from ._describe import describe, spec_from_name_or_file
 
 EXIT_MISMATCH = 1
 EXIT_BAD_INPUT = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_INPUT)
 
 
 def _describe_command(args: argparse.Namespace) -> None:
@@ -74,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     from ._export import EXPORT_FORMATS
 
-    parser = _Parser(prog="python -m models", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m models", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     describe_parser = commands.add_parser("describe", help="print an architecture as a table")
     describe_parser.add_argument("spec", help="a preset name or a spec YAML/JSON file")
     describe_parser.add_argument("--image-size", type=int, default=None,

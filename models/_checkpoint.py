@@ -43,15 +43,17 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete, corrupt or does not fit its spec."""
 
 
-def versions() -> dict[str, str]:
-    """Versions that decide whether a checkpoint reproduces: Python, torch, resnas."""
+def versions(*extra_packages: str) -> dict[str, str]:
+    """Versions that decide whether a result reproduces: Python, torch, resnas and `extra_packages`."""
     from importlib import metadata
 
-    try:
-        resnas = metadata.version("resnas")
-    except metadata.PackageNotFoundError:
-        resnas = "unknown"
-    return {"python": platform.python_version(), "torch": torch.__version__, "resnas": resnas}
+    found = {"python": platform.python_version()}
+    for package in ("resnas", "torch", *extra_packages):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, spec: ArchSpec | None = None,

@@ -15,9 +15,21 @@ from reports._report import DEFAULT_TOP_K, build_report
 EXIT_BAD_INPUT = 2
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad flag is one line and exit status 2, like every resnas CLI.
+
+    Not models._cli.OneLineParser: importing `models` imports torch, which
+    this command never needs and which would double its start-up time.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the report of one run folder; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="python -m reports.build", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="the run folder, e.g. runs/shortcut_ablation")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="how many top trials to list (default %(default)s)")
     args = parser.parse_args(argv)

@@ -5,18 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from importlib import metadata
+
+from models._checkpoint import versions as checkpoint_versions
 
 
 def versions() -> dict[str, str]:
-    """Python and the packages whose versions decide a result."""
-    found = {"python": platform.python_version()}
-    for package in ("resnas", "torch", "ray", "optuna", "pandas", "numpy"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
+    """Python and the packages whose versions decide a study's results."""
+    return checkpoint_versions("ray", "optuna", "pandas", "numpy")
 
 
 def _cpu_model() -> str:

@@ -36,7 +36,7 @@ from models import ArchSpec
 from space import DataSettings, TrainSettings
 
 from . import datasets
-from ._cli import OneLineParser
+from models._cli import OneLineParser
 from ._results import atomic_write
 from .train import evaluate, fit
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._cli import OneLineParser
+from models._cli import OneLineParser
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130

@@ -292,7 +292,7 @@ def cpu_threads() -> int:
 
 # --------------------------------------------------------------------- CLI
 def _parse_args(argv: list[str] | None) -> Any:
-    from ._cli import OneLineParser
+    from models._cli import OneLineParser
 
     parser = OneLineParser(prog="python -m search.train",
                            description="Train one architecture and print its metrics as JSON.")

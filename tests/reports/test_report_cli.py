@@ -36,6 +36,10 @@ def test_cli_writes_the_report(single_level_run, copy_run):
     assert result.stderr == ""
 
 
+def test_cli_bad_flag():
+    _assert_one_line_error(_cli("runs/x", "--bogus"), "unrecognized arguments: --bogus")
+
+
 def test_cli_missing_folder(tmp_path):
     missing = tmp_path / "runs" / "nope"
     _assert_one_line_error(_cli(str(missing)), str(missing), "no such run folder")

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the search entry points."""
+"""Command-line plumbing shared by the `python -m models` and `python -m search.*` entry points."""
 
 from __future__ import annotations
 

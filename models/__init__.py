@@ -1,17 +1,19 @@
 """Architecture specs, the ResNet generator, presets and complexity counting."""
 
-from ._checkpoint import CheckpointError, save_checkpoint
+from ._checkpoint import CheckpointError, save_checkpoint, versions
 from ._complexity import Complexity
+from ._describe import spec_from_name_or_file
 from ._export import EXPORT_FORMATS, ExportCheck, ExportError, ExportedModel, export_model, load_export
 from ._loading import load, load_spec, load_state_dict_by_shape
 from ._network import ResNet, build, complexity, natural_image_size
 from ._presets import preset, presets
-from ._spec import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, ArchSpec, StageSpec
+from ._spec import (BLOCKS, BOTTLENECK_BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, ArchSpec, SpecError,
+                    StageSpec)
 
 __all__ = [
-    "ArchSpec", "StageSpec", "BLOCKS", "SHORTCUTS", "STEMS", "BOTTLENECK_STRIDES",
+    "ArchSpec", "StageSpec", "SpecError", "BLOCKS", "SHORTCUTS", "STEMS", "BOTTLENECK_STRIDES", "BOTTLENECK_BLOCKS",
     "ResNet", "build", "complexity", "natural_image_size", "Complexity",
-    "preset", "presets", "save_checkpoint", "CheckpointError",
+    "preset", "presets", "spec_from_name_or_file", "save_checkpoint", "CheckpointError", "versions",
     "load", "load_spec", "load_state_dict_by_shape",
     "export_model", "load_export", "EXPORT_FORMATS", "ExportCheck", "ExportError", "ExportedModel",
 ]

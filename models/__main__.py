@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._cli import OneLineParser
+from .cli import OneLineParser
 from ._describe import describe, spec_from_name_or_file
 
 EXIT_MISMATCH = 1

@@ -1,4 +1,8 @@
-"""Residual blocks and shortcuts, each chosen by name from a table.
+"""Residual blocks, shortcuts and bottleneck stride placements, each chosen by name from a table.
+
+The tables (`BLOCK_TYPES`, `SHORTCUT_MODULES`, `STRIDE_PLACEMENTS`) are the
+only place these names are written: `ArchSpec` takes its allowed values from
+their keys, so adding a block touches its class and one table row.
 
 Module names follow torchvision's `resnet.py` (conv1/bn1/conv2/bn2/conv3/bn3,
 downsample.0/.1) so that its checkpoints load into the matching preset with
@@ -25,6 +29,24 @@ def conv3x3(c_in: int, c_out: int, stride: int = 1, groups: int = 1) -> nn.Conv2
 def conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     """1x1 conv with no bias."""
     return nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+
+
+# ------------------------------------------------------ bottleneck strides
+def _stride_on_3x3(stride: int) -> tuple[int, int]:
+    # torchvision ("ResNet v1.5"): the 3x3 conv sees every input pixel before striding.
+    return 1, stride
+
+
+def _stride_on_1x1(stride: int) -> tuple[int, int]:
+    # The paper (He et al. 2015): the first 1x1 conv strides, dropping 3/4 of its input.
+    return stride, 1
+
+
+# bottleneck_stride name -> block stride -> (stride of the first 1x1 conv, stride of the 3x3 conv).
+STRIDE_PLACEMENTS: dict[str, Callable[[int], tuple[int, int]]] = {
+    "3x3": _stride_on_3x3,
+    "1x1": _stride_on_1x1,
+}
 
 
 # ---------------------------------------------------------------- shortcuts
@@ -119,6 +141,11 @@ def count_shortcut(counter: Counter, option: str, size: int, c_in: int, c_out: i
 class _Residual(nn.Module):
     """Shared forward: branch plus shortcut, where the block has a shortcut at all."""
 
+    # What ArchSpec asks of a block type: 1x1-3x3-1x1 (inner width, groups,
+    # stride placement apply) and pre-activation (no BN after the addition).
+    is_bottleneck = False
+    is_preact = False
+
     def __init__(self, shortcut: str) -> None:
         super().__init__()
         self.has_shortcut = shortcut != "none"
@@ -169,11 +196,12 @@ class Bottleneck(_Residual):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand (He et al. 2015, Fig. 5 right)."""
 
     last_bn = "bn3"
+    is_bottleneck = True
 
     def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, inner: int,
                  groups: int, stride_on: str, **_: object) -> None:
         super().__init__(shortcut)
-        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        stride_1x1, stride_3x3 = STRIDE_PLACEMENTS[stride_on](stride)
         self.conv1 = conv1x1(c_in, inner, stride_1x1)
         self.bn1 = nn.BatchNorm2d(inner)
         self.conv2 = conv3x3(inner, inner, stride_3x3, groups)
@@ -194,7 +222,7 @@ class Bottleneck(_Residual):
     def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
               inner: int, groups: int, stride_on: str, **_: object) -> int:
         """Count the block; return its output size."""
-        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        stride_1x1, stride_3x3 = STRIDE_PLACEMENTS[stride_on](stride)
         mid = counter.conv(size, c_in, inner, 1, stride_1x1)
         counter.bn(inner)
         out = counter.conv(mid, inner, inner, 3, stride_3x3, groups)
@@ -213,6 +241,7 @@ class PreActBasicBlock(_Residual):
     """
 
     last_bn = None
+    is_preact = True
 
     def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, **_: object) -> None:
         super().__init__(shortcut)
@@ -246,11 +275,13 @@ class PreActBottleneck(_Residual):
     """Pre-activation bottleneck: (BN-ReLU-conv) x3 for 1x1, 3x3, 1x1 (He et al. 2016)."""
 
     last_bn = None
+    is_bottleneck = True
+    is_preact = True
 
     def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, inner: int,
                  groups: int, stride_on: str, **_: object) -> None:
         super().__init__(shortcut)
-        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        stride_1x1, stride_3x3 = STRIDE_PLACEMENTS[stride_on](stride)
         self.bn1 = nn.BatchNorm2d(c_in)
         self.conv1 = conv1x1(c_in, inner, stride_1x1)
         self.bn2 = nn.BatchNorm2d(inner)
@@ -272,7 +303,7 @@ class PreActBottleneck(_Residual):
     def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
               inner: int, groups: int, stride_on: str, **_: object) -> int:
         """Count the block; return its output size."""
-        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        stride_1x1, stride_3x3 = STRIDE_PLACEMENTS[stride_on](stride)
         counter.bn(c_in)
         mid = counter.conv(size, c_in, inner, 1, stride_1x1)
         counter.bn(inner)
@@ -283,6 +314,7 @@ class PreActBottleneck(_Residual):
         return out
 
 
+# block name -> block class.
 BLOCK_TYPES: dict[str, type[_Residual]] = {
     "basic": BasicBlock,
     "bottleneck": Bottleneck,

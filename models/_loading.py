@@ -16,6 +16,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from runfolder import RESULTS_CSV, RESULTS_PARQUET
+
 from ._checkpoint import (CheckpointError, WEIGHT_READERS, as_state_dict, check_state_dict,
                           is_checkpoint_folder, read_meta, read_spec, read_weights)
 from ._network import ResNet, build
@@ -48,10 +50,10 @@ def _resolve(path: str | Path, rank: int | None, trial: str | int | None,
     if rank is not None or trial is not None:
         what = "a checkpoint folder" if is_checkpoint_folder(folder) else "not a run folder"
         raise CheckpointError(f"{folder}: rank= and trial= pick a trial of a run folder (one with "
-                              f"results.csv), but this is {what}")
+                              f"{RESULTS_CSV}), but this is {what}")
     if not is_checkpoint_folder(folder):
         raise CheckpointError(f"{folder}: neither a checkpoint folder (no arch.yaml) nor a run folder "
-                              f"(no results.csv or results.parquet)")
+                              f"(no {RESULTS_CSV} or {RESULTS_PARQUET})")
     return folder, None, None, folder
 
 

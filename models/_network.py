@@ -8,69 +8,19 @@ shortcut, as in torchvision and the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from ._blocks import BLOCK_TYPES, conv3x3
+from ._blocks import BLOCK_TYPES
 from ._complexity import Complexity, Counter
 from ._spec import ArchSpec
-
-# Natural input side per stem: CIFAR nets see 32x32, ImageNet nets 224x224.
-NATURAL_IMAGE_SIZE = {"cifar": 32, "imagenet": 224, "deep": 224}
+from ._stems import STEM_TYPES
 
 
 def natural_image_size(spec: ArchSpec) -> int:
     """The input side the spec's stem was designed for."""
-    return NATURAL_IMAGE_SIZE[spec.stem]
-
-
-# ------------------------------------------------------------------- stems
-def _cifar_stem(spec: ArchSpec) -> nn.Module:
-    # He et al. 2015, Sec. 4.2: one 3x3 conv, no pooling, on 32x32 inputs.
-    return conv3x3(spec.in_channels, spec.stem_width)
-
-
-def _imagenet_stem(spec: ArchSpec) -> nn.Module:
-    return nn.Conv2d(spec.in_channels, spec.stem_width, 7, stride=2, padding=3, bias=False)
-
-
-def _deep_stem(spec: ArchSpec) -> nn.Module:
-    # ResNet-C (He et al. 2019, "Bag of Tricks"): three 3x3 convs cost about the
-    # same as one 7x7 but see through more nonlinearities. `conv1` stays a single
-    # name (a Sequential) so `bn1` and the torchvision layout survive.
-    half = spec.stem_width // 2
-    return nn.Sequential(
-        conv3x3(spec.in_channels, half, stride=2), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-        conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-        conv3x3(half, spec.stem_width),
-    )
-
-
-def _count_cifar_stem(counter: Counter, spec: ArchSpec, size: int) -> int:
-    return counter.conv(size, spec.in_channels, spec.stem_width, 3)
-
-
-def _count_imagenet_stem(counter: Counter, spec: ArchSpec, size: int) -> int:
-    return counter.conv(size, spec.in_channels, spec.stem_width, 7, stride=2)
-
-
-def _count_deep_stem(counter: Counter, spec: ArchSpec, size: int) -> int:
-    half = spec.stem_width // 2
-    size = counter.conv(size, spec.in_channels, half, 3, stride=2)
-    counter.bn(half)
-    size = counter.conv(size, half, half, 3)
-    counter.bn(half)
-    return counter.conv(size, half, spec.stem_width, 3)
-
-
-# stem name -> (conv1 builder, its counter, whether a 3x3/2 max pool follows)
-STEMS: dict[str, tuple[Callable[[ArchSpec], nn.Module], Callable[[Counter, ArchSpec, int], int], bool]] = {
-    "cifar": (_cifar_stem, _count_cifar_stem, False),
-    "imagenet": (_imagenet_stem, _count_imagenet_stem, True),
-    "deep": (_deep_stem, _count_deep_stem, True),
-}
+    return STEM_TYPES[spec.stem].natural_image_size
 
 
 def _stem_has_bn(spec: ArchSpec) -> bool:
@@ -95,12 +45,12 @@ class ResNet(nn.Module):
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         self.spec = spec
-        make_stem, _, has_pool = STEMS[spec.stem]
-        self.conv1 = make_stem(spec)
+        stem = STEM_TYPES[spec.stem]
+        self.conv1 = stem.build(spec.in_channels, spec.stem_width)
         has_bn = _stem_has_bn(spec)
         self.bn1 = nn.BatchNorm2d(spec.stem_width) if has_bn else nn.Identity()
         self.relu = nn.ReLU(inplace=True) if has_bn else nn.Identity()
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if has_pool else nn.Identity()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem.max_pool else nn.Identity()
 
         block_type = BLOCK_TYPES[spec.block]
         channels = spec.stem_width
@@ -179,11 +129,11 @@ def count_parts(spec: ArchSpec, image_size: int | None = None) -> list[PartCount
         raise ValueError(f"image_size: got {image_size!r}; allowed: a positive integer")
     parts = []
     counter = Counter()
-    _, count_stem, has_pool = STEMS[spec.stem]
-    current = count_stem(counter, spec, size)
+    stem = STEM_TYPES[spec.stem]
+    current = stem.count(counter, size, spec.in_channels, spec.stem_width)
     if _stem_has_bn(spec):
         counter.bn(spec.stem_width)
-    if has_pool:
+    if stem.max_pool:
         current = Counter.max_pool(current)
     parts.append(PartCount(f"stem ({spec.stem})", counter.params, counter.macs, current))
     block_type = BLOCK_TYPES[spec.block]

@@ -15,16 +15,52 @@ from typing import Any, Mapping
 
 import yaml
 
-BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
-SHORTCUTS = ("A", "B", "C", "D", "none")
-STEMS = ("cifar", "imagenet", "deep")
-BOTTLENECK_STRIDES = ("3x3", "1x1")
+from ._blocks import BLOCK_TYPES, SHORTCUT_MODULES, STRIDE_PLACEMENTS
+from ._stems import STEM_TYPES
+
+# The names a spec may use: the keys of the tables that implement them (which
+# `_validate` reads, so a table row is all it takes to add a name).
+BLOCKS = tuple(BLOCK_TYPES)
+SHORTCUTS = tuple(SHORTCUT_MODULES)
+STEMS = tuple(STEM_TYPES)
+BOTTLENECK_STRIDES = tuple(STRIDE_PLACEMENTS)
+# The blocks that have an inner width, groups and a 1x1 conv to stride.
+BOTTLENECK_BLOCKS = tuple(name for name, block in BLOCK_TYPES.items() if block.is_bottleneck)
+
+FieldPath = tuple[str | int, ...]
 
 
-def _require(ok: bool, field_path: str, given: Any, allowed: str) -> None:
-    """Raise the one ValueError format every spec check uses."""
+def _dotted(path: FieldPath) -> str:
+    """`("stages", 1, "depth")` -> `"stages[1].depth"`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+class SpecError(ValueError):
+    """A spec or settings field outside its rule, as "field: got X; allowed: Y".
+
+    `path` (`("stages", 1, "depth")`) and `field` (`"stages[1].depth"`) say
+    where, `got` is the value given and `allowed` what would be accepted, so a
+    caller (the study loader) can place the problem without reading the text.
+    `what` describes a problem that is not one bad value (an unknown or missing
+    field); then the text reads "field: what; allowed: Y".
+    """
+
+    def __init__(self, path: FieldPath | str, got: Any, allowed: str, *, what: str | None = None) -> None:
+        self.path = (path,) if isinstance(path, str) else tuple(path)
+        self.field = _dotted(self.path)
+        self.got = got
+        self.allowed = allowed
+        self.what = what
+        super().__init__(f"{self.field}: {f'got {got!r}' if what is None else what}; allowed: {allowed}")
+
+
+def _require(ok: bool, path: FieldPath, given: Any, allowed: str) -> None:
+    """Raise the one SpecError format every spec check uses."""
     if not ok:
-        raise ValueError(f"{field_path}: got {given!r}; allowed: {allowed}")
+        raise SpecError(path, given, allowed)
 
 
 def _is_int(value: Any) -> bool:
@@ -40,10 +76,10 @@ class StageSpec:
     width: int
     stride: int = 1
 
-    def _validate(self, path: str) -> None:
-        _require(_is_int(self.depth) and self.depth >= 1, f"{path}.depth", self.depth, "an integer >= 1")
-        _require(_is_int(self.width) and self.width >= 1, f"{path}.width", self.width, "an integer >= 1")
-        _require(self.stride in (1, 2), f"{path}.stride", self.stride, "1 or 2")
+    def _validate(self, path: FieldPath) -> None:
+        _require(_is_int(self.depth) and self.depth >= 1, (*path, "depth"), self.depth, "an integer >= 1")
+        _require(_is_int(self.width) and self.width >= 1, (*path, "width"), self.width, "an integer >= 1")
+        _require(self.stride in (1, 2), (*path, "stride"), self.stride, "1 or 2")
 
 
 @dataclass(frozen=True)
@@ -78,56 +114,57 @@ class ArchSpec:
     def _validate(self) -> None:
         _require(
             isinstance(self.stages, tuple) and len(self.stages) >= 1,
-            "stages", self.stages, "a non-empty list of stages",
+            ("stages",), self.stages, "a non-empty list of stages",
         )
         for i, stage in enumerate(self.stages):
-            _require(isinstance(stage, StageSpec), f"stages[{i}]", stage,
+            _require(isinstance(stage, StageSpec), ("stages", i), stage,
                      "a mapping with depth, width, stride")
-            stage._validate(f"stages[{i}]")
-        _require(self.block in BLOCKS, "block", self.block, ", ".join(BLOCKS))
-        _require(self.shortcut in SHORTCUTS, "shortcut", self.shortcut, ", ".join(SHORTCUTS))
-        _require(self.stem in STEMS, "stem", self.stem, ", ".join(STEMS))
-        _require(_is_int(self.stem_width) and self.stem_width >= 1, "stem_width",
+            stage._validate(("stages", i))
+        _require(self.block in BLOCK_TYPES, ("block",), self.block, ", ".join(BLOCK_TYPES))
+        _require(self.shortcut in SHORTCUT_MODULES, ("shortcut",), self.shortcut, ", ".join(SHORTCUT_MODULES))
+        _require(self.stem in STEM_TYPES, ("stem",), self.stem, ", ".join(STEM_TYPES))
+        _require(_is_int(self.stem_width) and self.stem_width >= 1, ("stem_width",),
                  self.stem_width, "an integer >= 1")
         if self.stem == "deep":
-            _require(self.stem_width % 2 == 0, "stem_width", self.stem_width,
+            _require(self.stem_width % 2 == 0, ("stem_width",), self.stem_width,
                      "an even integer for the deep stem (its first two convs use half the width)")
-        _require(_is_int(self.groups) and self.groups >= 1, "groups", self.groups, "an integer >= 1")
-        _require(self.bottleneck_stride in BOTTLENECK_STRIDES, "bottleneck_stride",
-                 self.bottleneck_stride, ", ".join(BOTTLENECK_STRIDES))
-        _require(isinstance(self.zero_init_residual, bool), "zero_init_residual",
+        _require(_is_int(self.groups) and self.groups >= 1, ("groups",), self.groups, "an integer >= 1")
+        _require(self.bottleneck_stride in STRIDE_PLACEMENTS, ("bottleneck_stride",),
+                 self.bottleneck_stride, ", ".join(STRIDE_PLACEMENTS))
+        _require(isinstance(self.zero_init_residual, bool), ("zero_init_residual",),
                  self.zero_init_residual, "true or false")
-        _require(_is_int(self.num_classes) and self.num_classes >= 1, "num_classes",
+        _require(_is_int(self.num_classes) and self.num_classes >= 1, ("num_classes",),
                  self.num_classes, "an integer >= 1")
-        _require(_is_int(self.in_channels) and self.in_channels >= 1, "in_channels",
+        _require(_is_int(self.in_channels) and self.in_channels >= 1, ("in_channels",),
                  self.in_channels, "an integer >= 1")
         ratio = self.bottleneck_ratio
         _require(isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 < ratio <= 4,
-                 "bottleneck_ratio", ratio, "a number in (0, 4]")
+                 ("bottleneck_ratio",), ratio, "a number in (0, 4]")
         if self.is_bottleneck:
             for i, stage in enumerate(self.stages):
                 inner = self.inner_width(stage)
-                _require(inner >= 1, "bottleneck_ratio", ratio,
+                _require(inner >= 1, ("bottleneck_ratio",), ratio,
                          f"a ratio that leaves stages[{i}] (width {stage.width}) at least one inner channel")
-                _require(inner % self.groups == 0, "groups", self.groups,
+                _require(inner % self.groups == 0, ("groups",), self.groups,
                          f"a divisor of the inner width {inner} of stages[{i}] "
                          f"(width {stage.width} x bottleneck_ratio {ratio})")
         else:
-            _require(self.groups == 1, "groups", self.groups,
+            _require(self.groups == 1, ("groups",), self.groups,
                      f"1 for {self.block} blocks (grouped convs need a bottleneck block)")
-            _require(self.bottleneck_stride == "3x3", "bottleneck_stride", self.bottleneck_stride,
+            _require(self.bottleneck_stride == "3x3", ("bottleneck_stride",), self.bottleneck_stride,
                      f"'3x3' for {self.block} blocks (only bottlenecks have a 1x1 conv to stride)")
         if self.zero_init_residual:
-            _require(not self.is_preact, "zero_init_residual", True,
+            _require(not self.is_preact, ("zero_init_residual",), True,
                      "false for pre-activation blocks (their branch ends in a conv, not a BN)")
-            _require(self.shortcut != "none", "zero_init_residual", True,
+            _require(self.shortcut != "none", ("zero_init_residual",), True,
                      "false with shortcut 'none' (a plain net with zeroed branches outputs zeros)")
         if self.shortcut == "A":
             # Option A pads with zeros: it can add channels but never remove them.
             channels = self.stem_width
+            others = [name for name in SHORTCUT_MODULES if name != "A"]
             for i, stage in enumerate(self.stages):
-                _require(stage.width >= channels, "shortcut", "A",
-                         f"B, C, D or none: stages[{i}] shrinks channels "
+                _require(stage.width >= channels, ("shortcut",), "A",
+                         f"{', '.join(others[:-1])} or {others[-1]}: stages[{i}] shrinks channels "
                          f"{channels} -> {stage.width}, which zero-padding cannot do")
                 channels = stage.width
 
@@ -135,12 +172,12 @@ class ArchSpec:
     @property
     def is_bottleneck(self) -> bool:
         """True for the 1x1-3x3-1x1 block families."""
-        return self.block in ("bottleneck", "preact_bottleneck")
+        return BLOCK_TYPES[self.block].is_bottleneck
 
     @property
     def is_preact(self) -> bool:
         """True for pre-activation blocks (He et al. 2016, arXiv 1603.05027)."""
-        return self.block.startswith("preact_")
+        return BLOCK_TYPES[self.block].is_preact
 
     def inner_width(self, stage: StageSpec) -> int:
         """Channels of the 3x3 conv inside a bottleneck block of `stage`."""
@@ -164,26 +201,26 @@ class ArchSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> "ArchSpec":
         """Build from `to_dict()` output; unknown keys are an error, not ignored."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"spec: got {type(data).__name__}; allowed: a mapping of ArchSpec fields")
+            raise SpecError(("spec",), data, "a mapping of ArchSpec fields", what=f"got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown ArchSpec field; allowed: {', '.join(sorted(known))}")
+            raise SpecError((unknown[0],), data[unknown[0]], ", ".join(sorted(known)),
+                            what="unknown ArchSpec field")
         if "stages" not in data:
-            raise ValueError("stages: missing; allowed: a non-empty list of {depth, width, stride}")
+            raise SpecError(("stages",), None, "a non-empty list of {depth, width, stride}", what="missing")
         stages = data["stages"]
-        if not isinstance(stages, (list, tuple)):
-            raise ValueError(f"stages: got {stages!r}; allowed: a non-empty list of stages")
+        _require(isinstance(stages, (list, tuple)), ("stages",), stages, "a non-empty list of stages")
         stage_fields = {f.name for f in dataclasses.fields(StageSpec)}
         for i, stage in enumerate(stages):
-            if not isinstance(stage, Mapping):
-                raise ValueError(f"stages[{i}]: got {stage!r}; allowed: a mapping with depth, width, stride")
+            _require(isinstance(stage, Mapping), ("stages", i), stage, "a mapping with depth, width, stride")
             extra = sorted(set(stage) - stage_fields)
             if extra:
-                raise ValueError(f"stages[{i}].{extra[0]}: unknown stage field; allowed: depth, width, stride")
+                raise SpecError(("stages", i, extra[0]), stage[extra[0]], "depth, width, stride",
+                                what="unknown stage field")
             missing = sorted({"depth", "width"} - set(stage))
             if missing:
-                raise ValueError(f"stages[{i}].{missing[0]}: missing; allowed: an integer >= 1")
+                raise SpecError(("stages", i, missing[0]), None, "an integer >= 1", what="missing")
         return cls(**{**data, "stages": tuple(StageSpec(**s) for s in stages)})
 
     def to_json(self) -> str:

@@ -6,12 +6,12 @@ import os
 import platform
 import socket
 
-from models._checkpoint import versions as checkpoint_versions
+import models
 
 
 def versions() -> dict[str, str]:
     """Python and the packages whose versions decide a study's results."""
-    return checkpoint_versions("ray", "optuna", "pandas", "numpy")
+    return models.versions("ray", "optuna", "pandas", "numpy")
 
 
 def _cpu_model() -> str:

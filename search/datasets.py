@@ -21,6 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models import SpecError
+# Per-channel (mean, std) by `DataSettings.normalize`: kept in space, beside the setting that names them.
+from space import NORMALIZATIONS
+
 from ._cifar import IMAGE_SIZE, LAYOUTS, DatasetError, locate, read_official
 
 __all__ = [
@@ -30,18 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Per-channel (mean, std) in 0..1 pixel units, by `DataSettings.normalize`.
-NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    # The CIFAR-10 training set's pixel mean and std, also used for CIFAR-100.
-    # The often-copied std (0.2023, 0.1994, 0.2010) is the mean of per-image
-    # stds, not the std of the pixels; it normalises to a std of about 1.2.
-    "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    # ImageNet statistics: what torchvision models and many released CIFAR
-    # checkpoints (e.g. the ResNet-20 in ../shared/data/README.md) expect.
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
 
 SAMPLE_PATH = Path(__file__).parent / "sample_data" / "cifar10_sample.npz"
 # Written by scripts/make_sample.py; see sample_data/PROVENANCE.md.
@@ -218,7 +210,7 @@ class _Request:
 
 def _check(ok: bool, field: str, given: Any, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"data.{field}: got {given!r}; allowed: {allowed}")
+        raise SpecError(("data", field), given, allowed)
 
 
 def _request(data) -> _Request:

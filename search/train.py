@@ -26,7 +26,7 @@ from torch import nn
 
 import models
 from models import ArchSpec
-from space import DataSettings, TrainSettings
+from space import OPTIMIZERS, SCHEDULES, DataSettings, TrainSettings
 
 from . import datasets
 
@@ -40,41 +40,7 @@ class TrialDiverged(RuntimeError):
 
 
 # ------------------------------------------------------------ optimisation
-def _sgd(params: list[nn.Parameter], train: TrainSettings) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum,
-                           nesterov=train.nesterov, weight_decay=train.weight_decay)
-
-
-def _adamw(params: list[nn.Parameter], train: TrainSettings) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
-
-
-OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], TrainSettings], torch.optim.Optimizer]] = {
-    "sgd": _sgd,
-    "adamw": _adamw,
-}
-
-
-def _step_factor(progress: float, train: TrainSettings) -> float:
-    # The paper divides the rate by 10 at 32k and 48k of 64k iterations.
-    return train.gamma ** sum(progress >= m for m in train.milestones)
-
-
-def _cosine_factor(progress: float, train: TrainSettings) -> float:
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _constant_factor(progress: float, train: TrainSettings) -> float:
-    return 1.0
-
-
-SCHEDULES: dict[str, Callable[[float, TrainSettings], float]] = {
-    "step": _step_factor,
-    "cosine": _cosine_factor,
-    "constant": _constant_factor,
-}
-
-
+# OPTIMIZERS and SCHEDULES live in space, beside the TrainSettings fields that name them.
 def lr_factor(step: int, steps_per_epoch: int, train: TrainSettings) -> float:
     """Multiplier of `train.lr` at optimiser step `step` (0-based): linear warm-up, then the schedule."""
     warmup_steps = train.warmup_epochs * steps_per_epoch
@@ -292,19 +258,19 @@ def cpu_threads() -> int:
 
 # --------------------------------------------------------------------- CLI
 def _parse_args(argv: list[str] | None) -> Any:
-    from models._cli import OneLineParser
+    from models.cli import OneLineParser
 
     parser = OneLineParser(prog="python -m search.train",
                            description="Train one architecture and print its metrics as JSON.")
     parser.add_argument("spec", help="a models preset name or an ArchSpec YAML/JSON file")
     parser.add_argument("--data-root", default=None,
                         help="folder with cifar-10-batches-py (default: the embedded sample)")
-    parser.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or synthetic")
+    parser.add_argument("--dataset", default="cifar10", help=", ".join(datasets.DATASETS))
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
     parser.add_argument("--lr", type=float, default=TrainSettings.lr)
-    parser.add_argument("--schedule", default="cosine", help="step, cosine or constant")
+    parser.add_argument("--schedule", default="cosine", help=", ".join(SCHEDULES))
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
     parser.add_argument("--save", default=None, help="write a checkpoint folder here")
@@ -317,11 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    from models._describe import spec_from_name_or_file
-
     args = _parse_args(argv)
     try:
-        spec = spec_from_name_or_file(args.spec)
+        spec = models.spec_from_name_or_file(args.spec)
         data = DataSettings(dataset=args.dataset, root=args.data_root, train_limit=args.train_limit)
         train = TrainSettings(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                               lr=args.lr, schedule=args.schedule)

@@ -1,21 +1,84 @@
-"""Concrete (nothing searched) training and data settings of one trial.
+"""Concrete (nothing searched) training and data settings of one trial, and the tables their names choose from.
 
 A study file may search any of these fields; sampling resolves them into these
 frozen dataclasses, which travel with the ArchSpec to the trainer and into
 every results row.
+
+`OPTIMIZERS`, `SCHEDULES` and `NORMALIZATIONS` are the one place those names
+are written: the settings and the study schema allow exactly their keys, and
+`search.train` and `search.datasets` look the implementations up here. Adding
+an optimizer touches its function and one table row.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("step", "cosine", "constant")
+import torch
+from torch import nn
+
+from models import SpecError
+
+
+# ---------------------------------------------------------------- optimizers
+def _sgd(params: list[nn.Parameter], train: TrainSettings) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum,
+                           nesterov=train.nesterov, weight_decay=train.weight_decay)
+
+
+def _adamw(params: list[nn.Parameter], train: TrainSettings) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+
+
+# TrainSettings.optimizer -> (parameters, settings) -> optimizer.
+OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], TrainSettings], torch.optim.Optimizer]] = {
+    "sgd": _sgd,
+    "adamw": _adamw,
+}
+
+
+# ------------------------------------------------------------- LR schedules
+def _step_factor(progress: float, train: TrainSettings) -> float:
+    # The paper divides the rate by 10 at 32k and 48k of 64k iterations.
+    return train.gamma ** sum(progress >= m for m in train.milestones)
+
+
+def _cosine_factor(progress: float, train: TrainSettings) -> float:
+    # Loshchilov & Hutter 2017 (SGDR, arXiv 1608.03983), without restarts.
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _constant_factor(progress: float, train: TrainSettings) -> float:
+    return 1.0
+
+
+# TrainSettings.schedule -> (progress in [0, 1] after warm-up, settings) -> multiplier of train.lr.
+SCHEDULES: dict[str, Callable[[float, TrainSettings], float]] = {
+    "step": _step_factor,
+    "cosine": _cosine_factor,
+    "constant": _constant_factor,
+}
+
+
+# ----------------------------------------------------------- normalisations
+# DataSettings.normalize -> per-channel (mean, std) in 0..1 pixel units.
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    # The CIFAR-10 training set's pixel mean and std, also used for CIFAR-100.
+    # The often-copied std (0.2023, 0.1994, 0.2010) is the mean of per-image
+    # stds, not the std of the pixels; it normalises to a std of about 1.2.
+    "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    # ImageNet statistics: what torchvision models and many released CIFAR
+    # checkpoints (e.g. the ResNet-20 in ../shared/data/README.md) expect.
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+# ------------------------------------------------------------------ settings
 AMP_MODES = ("auto", "bf16", "off")
 DATASET_NAMES = ("cifar10", "cifar100", "synthetic")
-NORMALIZATIONS = ("cifar", "imagenet", "none")
 
 _Settings = TypeVar("_Settings", bound="_Serialisable")
 
@@ -34,7 +97,8 @@ class _Serialisable:
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown {cls.__name__} field; allowed: {', '.join(sorted(known))}")
+            raise SpecError((unknown[0],), data[unknown[0]], ", ".join(sorted(known)),
+                            what=f"unknown {cls.__name__} field")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**values)
 
@@ -44,8 +108,9 @@ class _Serialisable:
 
 
 def _check(ok: bool, name: str, given: Any, allowed: str) -> None:
+    """Raise the SpecError ("name: got X; allowed: Y") that ArchSpec's checks raise too."""
     if not ok:
-        raise ValueError(f"{name}: got {given!r}; allowed: {allowed}")
+        raise SpecError((name,), given, allowed)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ import dataclasses
 import pytest
 import yaml
 
-from models import ArchSpec, StageSpec, preset, presets
+import models
+from models import ArchSpec, SpecError, StageSpec, preset, presets
+from models._blocks import BLOCK_TYPES, SHORTCUT_MODULES, STRIDE_PLACEMENTS
+from models._stems import STEM_TYPES
 
 CIFAR_STAGES = ({"depth": 3, "width": 16, "stride": 1}, {"depth": 3, "width": 32, "stride": 2})
 
@@ -122,3 +125,40 @@ def test_flat_has_one_column_per_field_and_stage() -> None:
                                           ("cifar_resnet1202", 1202), ("cifar_plain44", 44)])
 def test_num_layers_matches_the_papers_names(name: str, layers: int) -> None:
     assert preset(name).num_layers == layers
+
+
+def test_spec_error_carries_field_value_and_allowed() -> None:
+    with pytest.raises(SpecError) as raised:
+        ArchSpec(stages=({"depth": 2, "width": 16}, {"depth": 0, "width": 32}), stem="cifar", stem_width=16)
+    error = raised.value
+    assert isinstance(error, ValueError)
+    assert (error.path, error.field, error.got, error.allowed) == (("stages", 1, "depth"), "stages[1].depth", 0,
+                                                                  "an integer >= 1")
+    assert str(error) == "stages[1].depth: got 0; allowed: an integer >= 1"
+    with pytest.raises(SpecError) as raised:
+        ArchSpec.from_dict({**preset("cifar_resnet20").to_dict(), "shortcutt": "A"})
+    assert (raised.value.field, raised.value.what) == ("shortcutt", "unknown ArchSpec field")
+    assert "shortcut" in raised.value.allowed.split(", ")
+
+
+# Each named field of ArchSpec, and the table whose keys are its allowed values.
+NAMED_FIELDS = [("block", BLOCK_TYPES, models.BLOCKS), ("shortcut", SHORTCUT_MODULES, models.SHORTCUTS),
+                ("stem", STEM_TYPES, models.STEMS), ("bottleneck_stride", STRIDE_PLACEMENTS, models.BOTTLENECK_STRIDES)]
+
+
+@pytest.mark.parametrize("field, table, names", NAMED_FIELDS, ids=[f for f, _, _ in NAMED_FIELDS])
+def test_an_unknown_name_is_told_the_keys_of_its_table(field: str, table: dict, names: tuple) -> None:
+    assert names == tuple(table)
+    with pytest.raises(SpecError) as raised:
+        ArchSpec(**{"stages": CIFAR_STAGES, "stem": "cifar", "stem_width": 16, "block": "bottleneck",
+                    field: "nonesuch"})
+    assert (raised.value.field, raised.value.got) == (field, "nonesuch")
+    assert raised.value.allowed.split(", ") == list(table)
+
+
+def test_a_stem_row_is_all_a_new_stem_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(STEM_TYPES, "imagenet_copy", STEM_TYPES["imagenet"])
+    spec = ArchSpec(stages=CIFAR_STAGES, stem="imagenet_copy", stem_width=16)
+    assert models.complexity(spec) == models.complexity(spec.replace(stem="imagenet"))
+    with pytest.raises(SpecError, match="allowed: cifar, imagenet, deep, imagenet_copy$"):
+        spec.replace(stem="vit")

@@ -1,0 +1,219 @@
+"""The searched-value forms every study field shares, and the value rules they check.
+
+A value that may be searched is fixed or one of three forms,
+``{choice: [..]}``, ``{int: [low, high], step, log}`` and ``{float: [low, high], step, log}``;
+`categorical`, `integer` and `real` wrap a field's own rule (an `interval`,
+a `one_of`, a Literal) so that each form checks its levels or endpoints with
+it. The section models that use them live in `_schema`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Generic, TypeVar, Union
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+# The error type the loader formats as "<what>; got <value>; allowed: <allowed>".
+RULE_ERROR = "study_rule"
+
+
+def rule_error(what: str, allowed: str | None = None, show_input: bool = True) -> PydanticCustomError:
+    """A validation error in the study message format (the loader adds path, file and line)."""
+    return PydanticCustomError(RULE_ERROR, "{what}",
+                               {"what": what, "allowed": allowed or "", "show_input": show_input})
+
+
+# ---------------------------------------------------------------- value rules
+def interval(kind: type, low: float | None = None, high: float | None = None, *,
+             low_open: bool = False, high_open: bool = False) -> Any:
+    """`kind` with an interval rule whose message states the whole interval, not one bound."""
+    noun = "an integer" if kind is int else "a number"
+    if low is not None and high is not None:
+        allowed = f"{noun} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        allowed = f"{noun} {'>' if low_open else '>='} {low:g}"
+    else:
+        allowed = noun
+
+    def check(value: Any) -> Any:
+        above = low is None or (value > low if low_open else value >= low)
+        below = high is None or (value < high if high_open else value <= high)
+        if not (above and below):
+            raise rule_error("out of range", allowed)
+        return value
+
+    return Annotated[kind, AfterValidator(check)]
+
+
+def one_of(kind: type, *levels: Any) -> Any:
+    """`kind` restricted to `levels`; for numbers, where a Literal would also take True or 2.0."""
+    allowed = " or ".join(repr(level) for level in levels)
+
+    def check(value: Any) -> Any:
+        if value not in levels:
+            raise rule_error("not an allowed value", allowed)
+        return value
+
+    return Annotated[kind, AfterValidator(check)]
+
+
+PositiveInt = interval(int, 1)
+NonNegativeInt = interval(int, 0)
+PositiveFloat = interval(float, 0, low_open=True)
+NonNegativeFloat = interval(float, 0)
+
+
+# -------------------------------------------------------------- searched forms
+class StrictModel(BaseModel):
+    """The base of every study model: strict types, no unknown keys, frozen, finite numbers."""
+
+    # strict: `epochs: "5"` or `flip: "yes"` is a mistake to report, not to coerce;
+    # frozen: a validated study never changes; no inf/nan in any number.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Level = TypeVar("Level")
+
+
+class Choice(StrictModel, Generic[Level]):
+    """A categorical search over the listed levels (the first is the reference level)."""
+
+    choice: Annotated[list[Level], Field(min_length=1)]
+
+    @field_validator("choice")
+    @classmethod
+    def _distinct(cls, levels: list[Any]) -> list[Any]:
+        # A level listed twice would be drawn twice as often and repeat grid points.
+        for index, level in enumerate(levels):
+            if level in levels[:index]:
+                raise rule_error(f"level {level!r} appears twice", "distinct levels")
+        return levels
+
+
+def _range_checks(low: float, high: float, step: float | None, log: bool, step_given: bool) -> None:
+    """Optuna's rules for a numeric distribution, checked before any trial."""
+    if not low <= high:
+        raise rule_error(f"`low <= high` must hold, but got (low={low}, high={high})", show_input=False)
+    if log and step_given:
+        raise rule_error("`step` and `log` cannot be used together", "either a step or log: true",
+                         show_input=False)
+    if log and low <= 0:
+        raise rule_error(f"`low > 0` must hold for a log range, but got (low={low})", show_input=False)
+    if step is not None:
+        steps = (high - low) / step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
+            raise rule_error(f"`high - low` must be a multiple of step, but got (low={low}, high={high}, "
+                             f"step={step})", show_input=False)
+
+
+class _Bounded:
+    """`low` and `high` of the two-element `bounds` list that each range form declares."""
+
+    @property
+    def low(self) -> Any:
+        """The lower end, included."""
+        return self.bounds[0]
+
+    @property
+    def high(self) -> Any:
+        """The upper end, included."""
+        return self.bounds[1]
+
+
+class IntRange(_Bounded, StrictModel, Generic[Level]):
+    """An integer search over [low, high], by `step` or on a log scale."""
+
+    bounds: Annotated[list[Level], Field(alias="int", min_length=2, max_length=2)]
+    step: PositiveInt = 1
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _rules(self) -> "IntRange[Level]":
+        _range_checks(self.low, self.high, self.step, self.log, "step" in self.model_fields_set)
+        return self
+
+
+class FloatRange(_Bounded, StrictModel, Generic[Level]):
+    """A real-valued search over [low, high], continuous, by `step`, or on a log scale."""
+
+    bounds: Annotated[list[Level], Field(alias="float", min_length=2, max_length=2)]
+    step: PositiveFloat | None = None
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _rules(self) -> "FloatRange[Level]":
+        _range_checks(self.low, self.high, self.step, self.log, self.step is not None)
+        return self
+
+
+class _UnknownForm(StrictModel):
+    """A mapping that names no searched form, or several: kept to explain, never valid."""
+
+    choice: Any = None
+    int_: Any = Field(None, alias="int")
+    float_: Any = Field(None, alias="float")
+    step: Any = None
+    log: Any = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "_UnknownForm":
+        raise rule_error("a searched value names exactly one of choice, int, float",
+                         "{choice: [...]}, {int: [low, high]} or {float: [low, high]}")
+
+
+# Any searched value, as the schema validated it.
+Searched = Union[Choice[Any], IntRange[Any], FloatRange[Any]]
+
+# Discriminator tags; the loader drops them from error locations.
+FIXED, CHOICE, INT_RANGE, FLOAT_RANGE, UNKNOWN_FORM = "fixed value", "{choice}", "{int}", "{float}", "{form?}"
+FORM_TAGS = (FIXED, CHOICE, INT_RANGE, FLOAT_RANGE, UNKNOWN_FORM)
+FORM_SYNTAX = {FIXED: "a fixed value", CHOICE: "{choice: [...]}", INT_RANGE: "{int: [low, high]}",
+               FLOAT_RANGE: "{float: [low, high]}"}
+
+
+_FORM_KEYS = {"choice": CHOICE, "int": INT_RANGE, "float": FLOAT_RANGE}
+
+
+def _form_of(value: Any) -> str:
+    # No fixed value of any field is a mapping, so a mapping is always a searched form.
+    if isinstance(value, dict):
+        named = [tag for key, tag in _FORM_KEYS.items() if key in value]
+        return named[0] if len(named) == 1 else UNKNOWN_FORM
+    return FIXED
+
+
+def _searchable(value: Any, *ranges: tuple[str, type]) -> Any:
+    members = [Annotated[value, Tag(FIXED)], Annotated[Choice[value], Tag(CHOICE)],
+               *(Annotated[form[value], Tag(tag)] for tag, form in ranges),
+               Annotated[_UnknownForm, Tag(UNKNOWN_FORM)]]
+    return Annotated[Union[tuple(members)], Discriminator(_form_of)]
+
+
+def categorical(value: Any) -> Any:
+    """A field that is fixed or a choice (block names, booleans, strides)."""
+    return _searchable(value)
+
+
+def integer(value: Any) -> Any:
+    """An integer field: fixed, a choice, or an `int` range."""
+    return _searchable(value, (INT_RANGE, IntRange))
+
+
+def real(value: Any) -> Any:
+    """A real-valued field: fixed, a choice, or a `float` range."""
+    return _searchable(value, (FLOAT_RANGE, FloatRange))
+
+
+def is_searched(value: Any) -> bool:
+    """True for a Choice, IntRange or FloatRange; False for a fixed value."""
+    return isinstance(value, (Choice, IntRange, FloatRange))
+
+
+def float_grid(low: float, high: float, step: float) -> list[float]:
+    """low, low + step, ..., high without drift (0.1 + 0.2 stays 0.3)."""
+    count = int(round((high - low) / step))
+    digits = max(0, -math.floor(math.log10(step))) + 6
+    return [round(low + k * step, digits) for k in range(count + 1)]

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import runfolder
+
 from reports._load import RunData
 from reports._stats import accuracy_values
 
@@ -55,10 +57,10 @@ def _study_from_storage(run: RunData):
 
     path = _storage_file(run)
     if path is None:
-        return None, "study.db is missing"
+        return None, f"{runfolder.STUDY_DB} is missing"
     name = run.info.get("study")
     if not name:
-        return None, "run.json names no study to look up in study.db"
+        return None, f"{runfolder.RUN_JSON} names no study to look up in {runfolder.STUDY_DB}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -70,7 +72,7 @@ def _study_from_storage(run: RunData):
 
 def _storage_file(run: RunData) -> Path | None:
     """run_dir/study.db, else the SQLite file run.json's `storage` names; never a server (no network)."""
-    local = run.run_dir / "study.db"
+    local = runfolder.RunFolder(run.run_dir).study_db
     if local.is_file():
         return local
     storage = str(run.info.get("storage") or "")
@@ -178,12 +180,13 @@ def _param_importances(run: RunData) -> Importances:
         # The results table only helps when it holds trials the storage lacks
         # (e.g. a runner that did not write to study.db); otherwise say why once.
         if len(accuracy_values(run, run.ranking_metric)) <= stored:
-            return Importances(None, "PED-ANOVA (optuna.importance), on the trials stored in study.db", reason)
-        storage_problem = f"study.db: {reason}"
+            return Importances(None, f"PED-ANOVA (optuna.importance), on the trials stored in {runfolder.STUDY_DB}", reason)
+        storage_problem = f"{runfolder.STUDY_DB}: {reason}"
     if not run.factors:
-        return Importances(None, "none", f"{storage_problem}; and results.parquet has no factor.* columns to fall back on")
+        return Importances(None, "none", f"{storage_problem}; and {runfolder.RESULTS_PARQUET} has no factor.* columns to fall back on")
     table, evaluator, reason = _evaluate(_study_from_results(run))
-    source = f"on the factor.* columns and {run.ranking_metric} of the complete trials in results.parquet, because {storage_problem}"
+    source = (f"on the factor.* columns and {run.ranking_metric} of the complete trials in {runfolder.RESULTS_PARQUET}, "
+              f"because {storage_problem}")
     if table is None:
         return Importances(None, f"PED-ANOVA {source}", reason)
     return Importances(table, f"{evaluator} (optuna.importance), {source}")

@@ -1,13 +1,12 @@
-"""Read a run folder (docs/DESIGN.md, "Run folder") into one `RunData`.
+"""Read a run folder (docs/DESIGN.md, "Run folder") into one `RunData`, through `runfolder`.
 
-Only `results.parquet` is required. Everything else is optional, and what is
+Only the results table is required. Everything else is optional, and what is
 missing becomes a note that the report prints, so a half-written run folder
 still gives a report that says what it lacks.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,20 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-STATUSES = ("complete", "failed", "pruned")
-REQUIRED_RESULT_COLUMNS = ("trial_id", "status")
+import runfolder
+from runfolder import FACTOR_PREFIX, STATUSES
+
 ACCURACY_COLUMNS = ("test_acc", "val_acc_best", "val_acc_final")
-FACTOR_PREFIX = "factor."
 
 # A factor found only as a `factor.*` column (no run.json) is treated as
 # categorical when it has at most this many distinct values; more than that is
 # a searched numeric range, and binning it would invent levels.
 MAX_INFERRED_LEVELS = 12
-
-# run.json objectives name metrics as the trainer reports them per epoch
-# ("val_acc"); the results table keeps the best and final value of each.
-OBJECTIVE_COLUMNS = {"val_acc": "val_acc_best", "test_acc": "test_acc"}
-
 
 class ReportError(ValueError):
     """A run folder that cannot be reported on; the message names the file and the problem."""
@@ -99,37 +93,6 @@ def level_labels(column: pd.Series) -> pd.Series:
     return pd.Series(labels[codes], index=column.index, dtype=object)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except Exception as error:  # pyarrow raises several unrelated types for a bad file
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise ReportError(f"{path}: not a readable parquet file: {type(error).__name__}: {reason}") from None
-
-
-def _read_run_json(path: Path) -> dict[str, Any]:
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{path}: not readable JSON: {' '.join(str(error).split())}") from None
-    if not isinstance(info, dict):
-        raise ReportError(f"{path}: expected a JSON object at the top level, got {type(info).__name__}")
-    return info
-
-
-def _check_results(results: pd.DataFrame, path: Path) -> None:
-    missing = [column for column in REQUIRED_RESULT_COLUMNS if column not in results.columns]
-    if missing:
-        raise ReportError(
-            f"{path}: missing column(s) {', '.join(missing)}; the run-folder contract (docs/DESIGN.md) requires "
-            f"{', '.join(REQUIRED_RESULT_COLUMNS)}"
-        )
-    unknown = sorted({str(status) for status in results["status"].dropna().unique()} - set(STATUSES))
-    if unknown or results["status"].isna().any():
-        given = unknown[0] if unknown else "null"
-        raise ReportError(f"{path}: field status: got {given!r}; allowed: {', '.join(STATUSES)}")
-
-
 def _factors_from_run_json(info: dict[str, Any], results: pd.DataFrame, notes: list[str]) -> list[Factor]:
     declared = info.get("factors") or {}
     if not isinstance(declared, dict):
@@ -143,7 +106,7 @@ def _factors_from_run_json(info: dict[str, Any], results: pd.DataFrame, notes: l
         spec = spec if isinstance(spec, dict) else {}
         levels = spec.get("levels")
         if levels is None:
-            factors.append(Factor(name, column, None, None, "run.json"))
+            factors.append(Factor(name, column, None, None, runfolder.RUN_JSON))
             continue
         labels = [level_label(level) for level in levels]
         # Values the runner wrote that the study did not declare still deserve a row.
@@ -159,7 +122,7 @@ def _factors_from_run_json(info: dict[str, Any], results: pd.DataFrame, notes: l
         if reference_label not in labels + extra:
             notes.append(f"Factor {name!r}: reference {reference_label!r} is not one of its levels; the first level is used.")
             reference_label = (labels + extra)[0] if labels + extra else None
-        factors.append(Factor(name, column, tuple(labels + extra), reference_label, "run.json"))
+        factors.append(Factor(name, column, tuple(labels + extra), reference_label, runfolder.RUN_JSON))
     return factors
 
 
@@ -176,18 +139,18 @@ def _inferred_factor(column: str, results: pd.DataFrame) -> Factor:
     return Factor(name, column, tuple(labels), labels[0] if labels else None, "results.parquet (inferred)")
 
 
-def _objective(info: dict[str, Any], results: pd.DataFrame, notes: list[str]) -> tuple[str, bool]:
+def _ranking(info: dict[str, Any], notes: list[str]) -> tuple[str, bool]:
+    """The run-folder ranking (as models.load and retrain rank), with a note where the study's objective differs."""
     objectives = info.get("objectives") or [["val_acc", "max"]]
     try:
-        metric, direction = objectives[0][0], objectives[0][1]
+        metric = objectives[0][0]
     except (TypeError, IndexError, KeyError):
-        notes.append(f"run.json: objectives {objectives!r} is not [[metric, max|min], ...]; trials are ranked by val_acc_best.")
-        metric, direction = "val_acc", "max"
-    column = metric if metric in results.columns else OBJECTIVE_COLUMNS.get(metric, metric)
-    if column not in results.columns:
-        notes.append(f"The objective {metric!r} has no column in results.parquet; trials are ranked by val_acc_best.")
-        column, direction = "val_acc_best", "max"
-    return column, direction != "min"
+        notes.append(f"{runfolder.RUN_JSON}: objectives {objectives!r} is not [[metric, max|min], ...].")
+        metric = "val_acc"
+    if metric != "val_acc":
+        notes.append(f"The study's first objective is {metric!r}, but trials are ranked as everywhere in resnas: "
+                     f"{runfolder.RANKING_RULE}.")
+    return runfolder.RANKING_COLUMN, True
 
 
 def _headline_metric(results: pd.DataFrame) -> str:
@@ -198,18 +161,22 @@ def _headline_metric(results: pd.DataFrame) -> str:
     return "test_acc" if "test_acc" in results.columns else "val_acc_best"
 
 
+def _read(reader: Any, run_dir: Path, *args: Any) -> Any:
+    """A runfolder reader's result, its errors as ReportError."""
+    try:
+        return reader(run_dir, *args)
+    except runfolder.RunFolderError as error:
+        raise ReportError(str(error)) from None
+
+
 def load_run(run_dir: str | Path) -> RunData:
-    """Read results.parquet (required), run.json, curves.parquet and retrain.parquet from a run folder."""
+    """Read results (required), run.json, curves and retrain tables from a run folder."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ReportError(f"{run_dir}: no such run folder")
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: not a directory; expected a run folder such as runs/<study>")
-    results_path = run_dir / "results.parquet"
-    if not results_path.is_file():
-        raise ReportError(f"{results_path}: missing; the runner writes it after the first trial, so there is nothing to report")
-    results = _read_parquet(results_path)
-    _check_results(results, results_path)
+    results = _read(runfolder.read_results, run_dir, runfolder.REPORT_COLUMNS)
     results = results.reset_index(drop=True)
     results["trial_id"] = results["trial_id"].astype(str)
     results["status"] = results["status"].astype(str)
@@ -218,13 +185,11 @@ def load_run(run_dir: str | Path) -> RunData:
             results[column] = pd.to_numeric(results[column], errors="coerce").astype(float)
 
     notes: list[str] = []
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        info = _read_run_json(run_json)
-    else:
+    info = _read(runfolder.read_run_json, run_dir)
+    if info is None:
         info = {}
-        notes.append("run.json is missing: the study question, dataset, budget, hardware and versions are unknown, "
-                     "and factors are inferred from the factor.* columns of results.parquet.")
+        notes.append(f"{runfolder.RUN_JSON} is missing: the study question, dataset, budget, hardware and versions "
+                     f"are unknown, and factors are inferred from the factor.* columns of the results.")
 
     factors = _factors_from_run_json(info, results, notes)
     declared = {factor.column for factor in factors}
@@ -233,26 +198,14 @@ def load_run(run_dir: str | Path) -> RunData:
         if column.startswith(FACTOR_PREFIX) and column not in declared and column[len(FACTOR_PREFIX):] not in declared_names:
             factors.append(_inferred_factor(column, results))
 
-    curves = None
-    curves_path = run_dir / "curves.parquet"
-    if curves_path.is_file():
-        curves = _read_parquet(curves_path)
-        missing = [column for column in ("trial_id", "epoch", "val_acc") if column not in curves.columns]
-        if missing:
-            raise ReportError(f"{curves_path}: missing column(s) {', '.join(missing)}; required: trial_id, epoch, val_acc")
+    curves = _read(runfolder.read_curves, run_dir)
+    if curves is not None:
         curves = curves.assign(trial_id=curves["trial_id"].astype(str))
     else:
-        notes.append("curves.parquet is missing: no learning curves.")
+        notes.append(f"{runfolder.CURVES_PARQUET} is missing: no learning curves.")
+    retrain = _read(runfolder.read_retrain, run_dir)
 
-    retrain = None
-    retrain_path = run_dir / "retrain.parquet"
-    if retrain_path.is_file():
-        retrain = _read_parquet(retrain_path)
-        missing = [column for column in ("arch_key", "test_acc") if column not in retrain.columns]
-        if missing:
-            raise ReportError(f"{retrain_path}: missing column(s) {', '.join(missing)}; required: arch_key, test_acc")
-
-    ranking_metric, ranking_maximize = _objective(info, results, notes)
+    ranking_metric, ranking_maximize = _ranking(info, notes)
     return RunData(
         run_dir=run_dir,
         name=str(info.get("study") or run_dir.resolve().name),

@@ -1,6 +1,8 @@
-"""Synthetic run folders that follow docs/DESIGN.md, for the report tests and bench/report_scale.py.
+"""Synthetic run folders for the report tests and bench/report_scale.py, written as the runner writes them.
 
-One generator for both keeps the fake run-folder contract in one place. The
+Rows come from `runfolder.trial_row` with real ArchSpecs and their analytic
+complexity, and reach disk through `runfolder.ResultsTables`, so the fake
+folder cannot drift from the real format. The
 accuracies follow a simple additive model (a base, an effect per factor level,
 Gaussian noise per seed) so tests know the direction of every difference.
 """
@@ -8,55 +10,68 @@ Gaussian noise per seed) so tests know the direction of every difference.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
+
+import runfolder
 
 BASE_ACCURACY = 0.80
 NOISE_STD = 0.01
 CIFAR_STAGE_WIDTHS = (16, 32, 64)
-CIFAR_STAGE_SIDES = (32, 16, 8)
-# Messages the runner could plausibly write, so the failed table has variety.
-FAILURE_MESSAGES = ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\nTraceback (most recent call last): ...",
-                    "ValueError: loss is NaN at epoch 2")
-PRUNED_MESSAGE = "pruned by MedianPruner at epoch {epoch}"
+# Messages as the runner writes them: a failed trial's first error line, a pruned trial's scheduler note.
+FAILURE_MESSAGES = ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+                    "TrialDiverged: the loss became nan at epoch 2")
+PRUNED_MESSAGE = "stopped early by the scheduler after epoch {epoch}"
 
 
-def _complexity(depth: int, width_multiplier: float) -> tuple[int, int]:
-    """(params, MACs) of a CIFAR ResNet-depth: (depth - 2) / 6 basic blocks per stage, 3x3 convs."""
-    blocks = max(1, (int(depth) - 2) // 6)
-    params = macs = 0
-    for width, side in zip(CIFAR_STAGE_WIDTHS, CIFAR_STAGE_SIDES):
-        width = int(width * width_multiplier)
-        stage_params = blocks * 2 * 9 * width * width
-        params += stage_params
-        macs += stage_params * side * side
-    return params + 650, macs + 460_000  # stem and classifier
+class _Architecture:
+    """A CIFAR ResNet of the synthetic study: the ArchSpec's row cells and complexity, computed once."""
+
+    def __init__(self, depth: int, width_multiplier: float, shortcut: str, block: str) -> None:
+        import models  # imported here: the report itself never needs torch
+
+        blocks = max(1, (int(depth) - 2) // 6)
+        stages = [models.StageSpec(depth=blocks, width=max(1, int(w * width_multiplier)), stride=1 if i == 0 else 2)
+                  for i, w in enumerate(CIFAR_STAGE_WIDTHS)]
+        spec = models.ArchSpec(stages=tuple(stages), block=block, shortcut=shortcut, stem="cifar", stem_width=16,
+                               num_classes=10)
+        self._flat, self._key, self._yaml = spec.flat(), spec.key(), spec.to_yaml()
+        measured = models.complexity(spec, 32)
+        self.params, self.macs, self.flops = measured.params, measured.macs, measured.flops
+
+    def flat(self) -> dict[str, Any]:
+        return self._flat
+
+    def key(self) -> str:
+        return self._key
+
+    def to_yaml(self) -> str:
+        return self._yaml
 
 
 @functools.lru_cache(maxsize=None)  # 10k trials share a few dozen architectures
-def _arch_yaml(depth: int, width_multiplier: float, shortcut: str, block: str) -> str:
-    blocks = max(1, (int(depth) - 2) // 6)
-    stages = [{"depth": blocks, "width": int(w * width_multiplier), "stride": 1 if i == 0 else 2}
-              for i, w in enumerate(CIFAR_STAGE_WIDTHS)]
-    spec = {"stages": stages, "block": block, "shortcut": shortcut, "stem": "cifar", "stem_width": 16,
-            "bottleneck_ratio": 0.25, "groups": 1, "bottleneck_stride": "3x3", "zero_init_residual": False,
-            "num_classes": 10, "in_channels": 3}
-    return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None)
+def _architecture(depth: int, width_multiplier: float, shortcut: str, block: str) -> _Architecture:
+    return _Architecture(depth, width_multiplier, shortcut, block)
+
+
+@functools.lru_cache(maxsize=None)
+def _train_settings(epochs: int, lr: float, seed: int) -> dict[str, Any]:
+    from space import TrainSettings
+
+    return TrainSettings(epochs=epochs, lr=lr, seed=seed).to_dict()
 
 
 def build_results(trials: Iterable[Mapping[str, Any]], epochs: int = 3,
                   effects: Mapping[str, Any] | None = None, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(results, curves) frames for trials given as dicts of factor values plus optional seed/status/error.
 
-    `effects` maps a factor name to {level: accuracy offset} or to a function value -> offset.
+    Rows are made by `runfolder.trial_row`, as the runner makes them. `effects`
+    maps a factor name to {level: accuracy offset} or to a function value -> offset.
     """
     effects = effects or {}
     rng = np.random.default_rng(seed)
@@ -64,11 +79,8 @@ def build_results(trials: Iterable[Mapping[str, Any]], epochs: int = 3,
     for number, trial in enumerate(trials):
         factors = {key: value for key, value in trial.items() if key not in ("seed", "status", "error")}
         status = trial.get("status", "complete")
-        depth = int(factors.get("depth", 20))
-        width_multiplier = float(factors.get("width", 1.0))
-        shortcut = str(factors.get("shortcut", "B"))
-        block = str(factors.get("block", "basic"))
-        params, macs = _complexity(depth, width_multiplier)
+        architecture = _architecture(int(factors.get("depth", 20)), float(factors.get("width", 1.0)),
+                                     str(factors.get("shortcut", "B")), str(factors.get("block", "basic")))
         offset = 0.0
         for name, value in factors.items():
             effect = effects.get(name, {})
@@ -81,23 +93,21 @@ def build_results(trials: Iterable[Mapping[str, Any]], epochs: int = 3,
             error = FAILURE_MESSAGES[number % len(FAILURE_MESSAGES)]
         if status == "pruned" and not error:
             error = PRUNED_MESSAGE.format(epoch=epochs_run)
-        trial_id = f"trial_{number:05d}"
-        row = {
-            "trial_id": trial_id, "number": number, "status": status, "seed": int(trial.get("seed", 0)),
-            **{f"factor.{name}": value for name, value in factors.items()},
-            "arch.block": block, "arch.shortcut": shortcut, "arch.stem": "cifar",
-            "arch.depths": "-".join([str(max(1, (depth - 2) // 6))] * 3), "arch.num_layers": depth,
-            "arch_key": hashlib.sha256(f"{depth}|{width_multiplier}|{shortcut}|{block}".encode()).hexdigest()[:16],
-            "arch_yaml": _arch_yaml(depth, width_multiplier, shortcut, block),
-            "train.epochs": epochs, "train.lr": float(factors.get("lr", 0.1)),
-            "params": params, "macs": macs, "flops": 2 * macs,
+        trial_seed = int(trial.get("seed", 0))
+        metrics = {
+            "params": architecture.params, "macs": architecture.macs, "flops": architecture.flops,
             "val_acc_best": val_best if status == "complete" else (val_best - 0.05 if status == "pruned" else math.nan),
             "val_acc_final": val_best - 0.002 if status == "complete" else math.nan,
             "test_acc": test if status == "complete" else math.nan,
             "epochs_run": epochs_run, "wall_s": 10.0 * max(epochs_run, 1), "images_per_s": 1500.0,
-            "error": error, "checkpoint": f"checkpoints/{trial_id}" if status == "complete" and number % 2 == 0 else "",
         }
-        rows.append(row)
+        trial_id = runfolder.trial_id(number)
+        checkpoint = (runfolder.checkpoint_cell(trial_id)
+                      if status == "complete" and number % 2 == 0 else "")
+        rows.append(runfolder.trial_row(
+            number=number, status=status, seed=trial_seed, factors=factors, spec=architecture,
+            train=_train_settings(epochs, float(factors.get("lr", 0.1)), trial_seed), metrics=metrics,
+            error=error, checkpoint=checkpoint))
     results = pd.DataFrame(rows)
     return results, _curves(results, epochs, rng)
 
@@ -105,7 +115,7 @@ def build_results(trials: Iterable[Mapping[str, Any]], epochs: int = 3,
 def _curves(results: pd.DataFrame, epochs: int, rng: np.random.Generator) -> pd.DataFrame:
     """One row per trial and epoch run: a saturating curve reaching the trial's best val accuracy at the last epoch."""
     if results.empty:
-        return pd.DataFrame(columns=["trial_id", "epoch", "train_loss", "val_acc", "epoch_s", "images_per_s", "lr"])
+        return pd.DataFrame(columns=list(runfolder.CURVE_COLUMNS))
     epochs_run = results["epochs_run"].to_numpy(dtype=int)
     trial_ids = np.repeat(results["trial_id"].to_numpy(), epochs_run)
     best = np.repeat(results["val_acc_best"].fillna(0.1).to_numpy(dtype=float), epochs_run)
@@ -148,14 +158,20 @@ def run_info(study: str, factors: Mapping[str, Mapping[str, Any]], *, strategy: 
 
 def write_run(run_dir: str | Path, results: pd.DataFrame, info: Mapping[str, Any] | None = None,
               curves: pd.DataFrame | None = None, retrain: pd.DataFrame | None = None) -> Path:
-    """Write a run folder: results.parquet, and run.json / curves.parquet / retrain.parquet when given."""
+    """Write a run folder through the runner's own writer (`runfolder.ResultsTables`), plus run.json and retrain."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    results.to_parquet(run_dir / "results.parquet", index=False)
+    tables = runfolder.ResultsTables(run_dir)
+    points = {} if curves is None else {
+        trial: frame.to_dict("records") for trial, frame in curves.groupby("trial_id", sort=False)}
+    for row in results.to_dict("records"):
+        tables.add_trial(row, points.get(row["trial_id"], ()), flush=False)
+    tables.materialize()
+    if curves is None:  # a folder without curves, as a runner that never recorded an epoch leaves it
+        for path in (tables.folder.curves, tables.folder.curves_csv):
+            path.unlink()
     if info is not None:
-        (run_dir / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    if curves is not None:
-        curves.to_parquet(run_dir / "curves.parquet", index=False)
+        runfolder.write_run_json(run_dir, info)
     if retrain is not None:
-        retrain.to_parquet(run_dir / "retrain.parquet", index=False)
+        runfolder.write_retrain(run_dir, retrain)
     return run_dir

@@ -18,7 +18,7 @@ EXIT_BAD_INPUT = 2
 class _OneLineParser(argparse.ArgumentParser):
     """A bad flag is one line and exit status 2, like every resnas CLI.
 
-    Not models._cli.OneLineParser: importing `models` imports torch, which
+    Not models.cli.OneLineParser: importing `models` imports torch, which
     this command never needs and which would double its start-up time.
     """
 

@@ -2,9 +2,11 @@
 
 What this adds to `ray.tune.search.optuna.OptunaSearch`:
 
-- **Screening.** A sampled spec that breaks the study's params/MACs constraints
-  is told to Optuna as pruned (with the reason as a user attribute) and
-  sampled again, before Ray starts any worker for it.
+- **Screening.** Each sample is resolved once, here in the driver, into its
+  plan (spec and training settings as plain data), which travels to the
+  worker in the trial's config. A sampled spec that breaks the study's
+  params/MACs constraints is told to Optuna as pruned (with the reason as a
+  user attribute) and sampled again, before Ray starts any worker for it.
 - **One record.** The trial's Optuna number travels in its config, so the
   results table, the Optuna storage and the dashboard name trials alike; the
   per-epoch values and the final metrics land as user attributes, since Optuna
@@ -24,17 +26,20 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from ._trial import PLAN, TRIAL_NUMBER
+
 logger = logging.getLogger(__name__)
 
-TRIAL_NUMBER = "trial_number"
+# screen(params) -> (the trial's plan as plain data or None, why it is rejected or None)
+Screen = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
 MAX_REJECTIONS_IN_A_ROW = 2000
 
 
 class ScreeningOptunaSearch(OptunaSearch):
     """OptunaSearch that rejects constraint-breaking samples and records trials in full."""
 
-    def __init__(self, *args: Any, screen: Callable[[dict[str, Any]], str | None],
-                 on_rejected: Callable[[int, dict[str, Any], str], None],
+    def __init__(self, *args: Any, screen: Screen,
+                 on_rejected: Callable[[int, dict[str, Any], str, dict[str, Any] | None], None],
                  objective_metrics: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._screen = screen
@@ -52,13 +57,13 @@ class ScreeningOptunaSearch(OptunaSearch):
             if not isinstance(params, dict):
                 return params
             ot_trial = self._ot_trials[trial_id]
-            reason = self._screen(params)
+            plan, reason = self._screen(params)
             if reason is None:
-                return {**params, TRIAL_NUMBER: ot_trial.number}
+                return {**params, TRIAL_NUMBER: ot_trial.number, PLAN: plan}
             ot_trial.set_user_attr("rejected", reason)
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
             del self._ot_trials[trial_id]
-            self._on_rejected(ot_trial.number, params, reason)
+            self._on_rejected(ot_trial.number, params, reason, plan)
         raise RuntimeError(
             f"search: {MAX_REJECTIONS_IN_A_ROW} samples in a row broke the space constraints; "
             "loosen space.constraints or narrow the searched ranges")

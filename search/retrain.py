@@ -10,15 +10,14 @@ mean ± std over seeds, and the report gains a "Retrained" section. Each
 retrained model's weights are a checkpoint folder under
 `retrained/<trial>_seed<s>_<hash>/`, loaded like any other with `models.load`.
 
-Each architecture keeps the training settings of its trial (the `train.*`
-columns); `--set train.epochs=30` and other `train.*` / `data.*` overrides
+Each architecture keeps the training settings of its trial (its `train_json`
+cell); `--set train.epochs=30` and other `train.*` / `data.*` overrides
 apply on top. Bad input gets one line on stderr and exit status 2; a retrain
 that diverges is recorded as failed and the exit status is 1.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import json
@@ -30,22 +29,20 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 import torch
+import yaml
 
 import models
+import runfolder
 from models import ArchSpec
+from runfolder import RANKING_COLUMN
 from space import DataSettings, TrainSettings
 
 from . import datasets
-from models._cli import OneLineParser
-from ._results import atomic_write
+from models.cli import OneLineParser
 from .train import evaluate, fit
 
 EXIT_FAILED_RUN = 1
 EXIT_BAD_INPUT = 2
-RETRAIN = "retrain"
-RETRAINED_WEIGHTS = "retrained"
-STUDY_YAML = "study.yaml"
-RANKING_COLUMN = "val_acc_best"
 # Study sections an override may change here: the specs are fixed by the search.
 OVERRIDABLE_SECTIONS = ("train", "data")
 
@@ -56,35 +53,24 @@ class RetrainError(ValueError):
 
 # ------------------------------------------------------------ the trials
 def read_results(run_dir: Path) -> pd.DataFrame:
-    """The run's results table (parquet, else CSV)."""
-    for name, reader in (("results.parquet", pd.read_parquet), ("results.csv", pd.read_csv)):
-        path = run_dir / name
-        if path.is_file():
-            try:
-                return reader(path)
-            except Exception as error:
-                raise RetrainError(f"{path}: cannot be read ({type(error).__name__}: {error})") from None
-    raise RetrainError(f"{run_dir}: no results.parquet or results.csv; give a run folder written by "
-                       f"python -m search.run")
+    """The run's results table, with the columns a retrain needs."""
+    if not runfolder.RunFolder(run_dir).has_results():
+        raise RetrainError(f"{run_dir}: no {runfolder.RESULTS_PARQUET} or {runfolder.RESULTS_CSV}; give a run folder "
+                           f"written by python -m search.run")
+    try:
+        return runfolder.read_results(run_dir, required=("trial_id", "status", RANKING_COLUMN, "arch_key",
+                                                         "arch_yaml"))
+    except runfolder.RunFolderError as error:
+        raise RetrainError(f"{error}; give a run folder written by python -m search.run") from None
 
 
 def top_trials(results: pd.DataFrame, top: int) -> list[dict[str, Any]]:
-    """The best trial of each of the `top` best distinct architectures, by val_acc_best (ties by trial id)."""
-    missing = [c for c in ("trial_id", "status", RANKING_COLUMN, "arch_key", "arch_yaml") if c not in results]
-    if missing:
-        raise RetrainError(f"results table: missing column(s) {', '.join(missing)}")
-    scores = pd.to_numeric(results[RANKING_COLUMN], errors="coerce")
-    complete = results[(results["status"] == "complete") & scores.notna()].assign(_score=scores)
-    # Selection on validation accuracy only; test accuracy is what we measure after.
-    ordered = complete.sort_values(["_score", "trial_id"], ascending=[False, True], kind="stable")
-    best_per_architecture = ordered.drop_duplicates("arch_key", keep="first")
+    """The best trial of each of the `top` best distinct architectures, in the run-folder ranking."""
+    ranked = runfolder.ranked_frame(results)
+    best_per_architecture = ranked.drop_duplicates("arch_key", keep="first")
     if best_per_architecture.empty:
         raise RetrainError("results table: no complete trial with a val_acc_best to rank; nothing to retrain")
-    return best_per_architecture.head(top).drop(columns="_score").to_dict("records")
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return best_per_architecture.head(top).drop(columns="rank").to_dict("records")
 
 
 def _as_float(value: Any) -> float:
@@ -94,54 +80,35 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() == "true"
-    return bool(value)
-
-
-def _as_tuple(value: Any) -> tuple[float, ...]:
-    # trial_row stores tuples as their text, e.g. "[0.5, 0.75]".
-    parsed = ast.literal_eval(value) if isinstance(value, str) else value
-    return tuple(float(v) for v in parsed)
-
-
-# TrainSettings annotation -> how a results cell becomes that type again
-# (parquet gives numpy scalars, CSV gives text, nullable ints come back as floats).
-_CELL_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "int": lambda v: int(float(v)),
-    "float": float,
-    "bool": _as_bool,
-    "str": str,
-    "tuple[float, ...]": _as_tuple,
-    "int | None": lambda v: None if _missing(v) or v == "" else int(float(v)),
-}
+def _legacy_train_settings(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings of a row written before train_json existed, from its typed `train.*` parquet cells."""
+    values: dict[str, Any] = {}
+    for settings_field in dataclasses.fields(TrainSettings):
+        value = row.get(runfolder.TRAIN_PREFIX + settings_field.name)
+        if runfolder.is_missing(value):
+            continue
+        if hasattr(value, "item"):  # a numpy scalar from parquet
+            value = value.item()
+        default = settings_field.default
+        if isinstance(value, str) and isinstance(default, tuple):
+            value = yaml.safe_load(value)  # tuples were stored as their text, "[0.5, 0.75]"
+        elif isinstance(value, float) and isinstance(default, int) and not isinstance(default, bool) \
+                and value.is_integer():
+            value = int(value)  # a nullable int column comes back as float
+        values[settings_field.name] = value
+    return values
 
 
 def train_settings_from_row(row: Mapping[str, Any]) -> TrainSettings:
-    """The TrainSettings a trial ran with, rebuilt from its `train.*` columns (defaults where absent)."""
-    values = {}
-    for settings_field in dataclasses.fields(TrainSettings):
-        column = f"train.{settings_field.name}"
-        if column not in row or (_missing(row[column]) and settings_field.type != "int | None"):
-            continue
-        convert = _CELL_CONVERTERS[str(settings_field.type)]
-        try:
-            values[settings_field.name] = convert(row[column])
-        except (TypeError, ValueError, SyntaxError) as error:
-            raise RetrainError(f"results table: {column} of {row.get('trial_id')}: got {row[column]!r}; "
-                               f"cannot be read as {settings_field.type} ({error})") from None
-    return TrainSettings(**values)
-
-
-def factor_label(row: Mapping[str, Any]) -> str:
-    """The trial's factor values as text: `shortcut=A; depth=20`."""
-    parts = []
-    for column, value in row.items():
-        if column.startswith("factor.") and not _missing(value):
-            name = column.removeprefix("factor.")
-            parts.append(str(value) if name == "point" else f"{name}={value}")
-    return "; ".join(parts)
+    """The TrainSettings a trial ran with: its train_json (or, in older run folders, its train.* cells)."""
+    try:
+        values = runfolder.train_settings_of(row)
+        if values is None:
+            values = _legacy_train_settings(row)
+        return TrainSettings.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise RetrainError(f"results table: the training settings of {row.get('trial_id')} cannot be read "
+                           f"({error})") from None
 
 
 # ------------------------------------------------------------- overrides
@@ -168,35 +135,27 @@ def train_overrides(study: Any, overrides: list[str]) -> dict[str, Any]:
         if section != "train":
             continue  # data.* already shaped study.data_settings()
         field_name = name.split(".")[0].split("[")[0]
-        value = study.raw.get("train", {}).get(field_name)
-        if isinstance(value, Mapping):
-            raise RetrainError(f"--set {text}: train.{field_name} is still searched ({value}); "
+        if study.is_searched(f"train.{field_name}"):
+            raise RetrainError(f"--set {text}: train.{field_name} is still searched in the study; "
                                f"allowed: one concrete value")
+        value = study.search_space.train.get(field_name)
         changes[field_name] = tuple(value) if isinstance(value, list) else value
     return changes
 
 
 # ---------------------------------------------------------------- output
 def _recorded(run_dir: Path) -> pd.DataFrame:
-    path = run_dir / f"{RETRAIN}.parquet"
-    if not path.is_file():
-        return pd.DataFrame()
     try:
-        return pd.read_parquet(path)
-    except Exception as error:
-        raise RetrainError(f"{path}: cannot be read ({type(error).__name__}: {error}); move it away to "
-                           f"start the retrain table afresh") from None
+        recorded = runfolder.read_retrain(run_dir)
+    except runfolder.RunFolderError as error:
+        raise RetrainError(f"{error}; move it away to start the retrain table afresh") from None
+    return pd.DataFrame() if recorded is None else recorded
 
 
 def _run_key(source_trial_id: str, seed: int, train: TrainSettings, data: DataSettings) -> str:
     """What makes two retrain runs the same run: trial, seed and every setting."""
     return json.dumps({"trial": source_trial_id, "seed": seed, "train": train.to_dict(),
                        "data": data.to_dict()}, sort_keys=True)
-
-
-def _write(run_dir: Path, frame: pd.DataFrame) -> None:
-    atomic_write(frame, run_dir / f"{RETRAIN}.parquet")
-    atomic_write(frame, run_dir / f"{RETRAIN}.csv")
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -215,7 +174,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _percent(value: float) -> str:
-    return "—" if _missing(value) else f"{100 * value:.2f}"
+    return "—" if runfolder.is_missing(value) else f"{100 * value:.2f}"
 
 
 def format_summary(table: pd.DataFrame) -> str:
@@ -245,10 +204,11 @@ def retrain(run_dir: Path, top: int, seeds: int, overrides: list[str] | None = N
         raise RetrainError(f"--seeds: got {seeds!r}; allowed: an integer >= 1")
     if not run_dir.is_dir():
         raise RetrainError(f"{run_dir}: no such run folder")
-    if not (run_dir / STUDY_YAML).is_file():
-        raise RetrainError(f"{run_dir}: no {STUDY_YAML}; give a run folder written by python -m search.run")
+    folder = runfolder.RunFolder(run_dir)
+    if not folder.study_yaml.is_file():
+        raise RetrainError(f"{run_dir}: no {runfolder.STUDY_YAML}; give a run folder written by python -m search.run")
     check_override_sections(overrides)
-    study = space.load_study(run_dir / STUDY_YAML, overrides)
+    study = space.load_study(folder.study_yaml, overrides)
     changes = train_overrides(study, overrides)
     data = study.data_settings()
     chosen = top_trials(read_results(run_dir), top)
@@ -280,12 +240,12 @@ def retrain(run_dir: Path, top: int, seeds: int, overrides: list[str] | None = N
     skipped = len(chosen) * seeds - len(plan)
     log(f"retraining {len(chosen)} architecture(s) x {seeds} seed(s) on train+val "
         f"({splits.source['n_train'] + splits.source['n_val']} images), testing on {splits.source['n_test']}: "
-        f"{len(plan)} run(s)" + (f", {skipped} already in {RETRAIN}.parquet" if skipped else ""))
+        f"{len(plan)} run(s)" + (f", {skipped} already in {runfolder.RETRAIN_PARQUET}" if skipped else ""))
 
     for index, (trial, spec, train, key) in enumerate(plan, start=1):
         # The settings' hash keeps a retrain with other epochs from overwriting this one's weights.
         folder_name = f"{trial['trial_id']}_seed{train.seed}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-        save_to = run_dir / RETRAINED_WEIGHTS / folder_name if keep_weights else None
+        save_to = folder.retrained / folder_name if keep_weights else None
         result = fit(spec, train, data, splits=splits, device=device, save_to=save_to,
                      final_eval_on_train_val=True)
         row = {
@@ -293,20 +253,21 @@ def retrain(run_dir: Path, top: int, seeds: int, overrides: list[str] | None = N
             "status": result["status"], "test_acc": result["test_acc"], "epochs": train.epochs,
             "epochs_run": result["epochs_run"], "wall_s": result["wall_s"],
             "images_per_s": result["images_per_s"], "params": result["params"], "macs": result["macs"],
-            "flops": result["flops"], "label": factor_label(trial),
+            "flops": result["flops"], "label": runfolder.factor_label(trial),
             "source_val_acc_best": float(trial[RANKING_COLUMN]),
             "source_test_acc": _as_float(trial.get("test_acc")),
             "device": result["device"], "error": result["error"],
-            "checkpoint": (f"{RETRAINED_WEIGHTS}/{save_to.name}"
+            "checkpoint": (runfolder.retrained_cell(save_to.name)
                            if save_to is not None and result["status"] == "complete" else ""),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "run_key": key, "arch_yaml": spec.to_yaml(),
             **{f"train.{k}": (str(v) if isinstance(v, list) else v) for k, v in train.to_dict().items()},
+            runfolder.TRAIN_JSON: json.dumps(train.to_dict(), sort_keys=True),
         }
         rows.append(row)
         new_rows.append(row)
         # Written after every run: an interrupted retrain keeps what finished.
-        _write(run_dir, pd.DataFrame(rows))
+        runfolder.write_retrain(run_dir, pd.DataFrame(rows))
         outcome = (f"test {_percent(row['test_acc'])}%" if row["status"] == "complete"
                    else f"failed: {row['error']}")
         log(f"[{index}/{len(plan)}] {trial['trial_id']} ({row['label'] or spec.key()}) seed {train.seed}: "
@@ -348,7 +309,7 @@ def _parse_args(argv: list[str] | None) -> Any:
                         help="override a train.* or data.* field, e.g. --set train.epochs=30 (repeatable)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
     parser.add_argument("--no-weights", action="store_true",
-                        help=f"do not keep the retrained weights (default: {RETRAINED_WEIGHTS}/<trial>_seed<s>_<hash>/)")
+                        help=f"do not keep the retrained weights (default: {runfolder.RETRAINED}/<trial>_seed<s>_<hash>/)")
     parser.add_argument("--no-report", action="store_true", help="do not rebuild report.html")
     return parser.parse_args(argv)
 
@@ -378,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(format_summary(summary(frame)))
-    print(f"runs: {run_dir / (RETRAIN + '.parquet')} (and .csv)")
+    print(f"runs: {runfolder.RunFolder(run_dir).retrain} (and .csv)")
     if not args.no_report:
         _rebuild_report(run_dir)
     failed = new[new["status"] != "complete"] if len(new) else new

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models._cli import OneLineParser
+from models.cli import OneLineParser
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -41,6 +41,7 @@ def _parse_args(argv: list[str] | None) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parse_args(argv)
+    import runfolder
     import space
 
     from . import datasets
@@ -67,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     counts = document.get("trial_counts", {})
-    print(f"results: {run_dir / 'results.parquet'} (and .csv), curves: {run_dir / 'curves.parquet'}, "
-          f"optuna: {document['storage']}, run info: {run_dir / 'run.json'}")
+    folder = runfolder.RunFolder(run_dir)
+    print(f"results: {folder.results} (and .csv), curves: {folder.curves}, "
+          f"optuna: {document['storage']}, run info: {folder.run_json}")
     print(f"trials: {counts.get('complete', 0)} complete, {counts.get('failed', 0)} failed, "
           f"{counts.get('pruned', 0)} pruned; wall {document['wall_s']:.0f}s")
     if not document.get("finished"):

@@ -30,7 +30,7 @@ def _tiny_spec(width: int) -> ArchSpec:
 
 def make_run(run_dir: Path) -> Path:
     """A run folder as the runner leaves it: three trained trials, weights kept, tables written."""
-    from search._results import ResultsTables, trial_row
+    from runfolder import ResultsTables, trial_row
     from search.train import fit
     from space import DataSettings, TrainSettings
 
@@ -45,6 +45,7 @@ def make_run(run_dir: Path) -> Path:
         tables.add_trial(trial_row(number=number, status="complete", seed=number, factors={"width": width},
                                    spec=spec, train=train.to_dict(), metrics=metrics))
     tables.set_checkpoints({t: f"checkpoints/{t}" for t in tables.rows})
+    tables.close()  # materialise the tables, as the runner does when a run ends
     return run_dir
 
 

@@ -1,14 +1,13 @@
 """python -m search.retrain: the top architectures trained again from scratch, recorded beside the study.
 
 The fast tests build the run folder without Ray (search.train.fit and the
-results tables directly); one slow test goes through the real runner.
+results tables directly); one slow test retrains a copy of the session's
+real smoke run (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -17,10 +16,10 @@ import torch
 
 import models
 from models import ArchSpec, StageSpec
+from commands import CliResult, call_main, run_module
 from search import retrain as retrain_module
 from space import TrainSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 STUDY = """\
 name: tiny_retrain
 question: Does retraining the best architectures keep their order?
@@ -46,7 +45,7 @@ def _spec(width: int) -> ArchSpec:
 def make_run(run_dir: Path) -> Path:
     """A finished three-trial study on synthetic data, written as the runner writes it (weights of two kept)."""
     import space
-    from search._results import ResultsTables, trial_row
+    from runfolder import ResultsTables, trial_row
     from search.train import fit
 
     run_dir.mkdir(parents=True)
@@ -62,6 +61,7 @@ def make_run(run_dir: Path) -> Path:
                                    spec=_spec(width), train=train.to_dict(), metrics=metrics))
     best_two = sorted(tables.rows.values(), key=lambda r: (-r["val_acc_best"], r["trial_id"]))[:2]
     tables.set_checkpoints({r["trial_id"]: f"checkpoints/{r['trial_id']}" for r in best_two})
+    tables.close()  # materialise the tables, as the runner does when a run ends
     return run_dir
 
 
@@ -85,13 +85,6 @@ def run_copy(run_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(run_dir, tmp_path / "copy"))
 
 
-def _cli(*args: str, module: str = "search.retrain", timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    environment.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=timeout, env=environment)
-
-
 def _top(run_dir: Path, k: int) -> list[str]:
     results = pd.read_parquet(run_dir / "results.parquet")
     ordered = results.sort_values(["val_acc_best", "trial_id"], ascending=[False, True])
@@ -106,17 +99,26 @@ def test_train_settings_round_trip_through_the_results_table(run_dir: Path) -> N
             epochs=1, batch_size=32, lr=0.05, seed=0, max_threads=1)
 
 
-def test_train_settings_from_cells_as_parquet_and_csv_give_them() -> None:
-    row = {"trial_id": "trial_0000", "train.epochs": 3.0, "train.milestones": "[0.3, 0.6]",
-           "train.nesterov": "True", "train.max_threads": float("nan"), "train.lr": "0.2"}
+def test_train_settings_come_whole_from_train_json() -> None:
+    settings = TrainSettings(epochs=3, milestones=(0.3, 0.6), nesterov=True, lr=0.2)
+    row = {"trial_id": "trial_0000", "train_json": json.dumps(settings.to_dict()),
+           "train.epochs": 99}  # the flattened cells are for people; train_json is the record
+    assert retrain_module.train_settings_from_row(row) == settings
+    with pytest.raises(retrain_module.RetrainError, match="settings of trial_0000 cannot be read.*epochs"):
+        retrain_module.train_settings_from_row({**row, "train_json": json.dumps({**settings.to_dict(), "epochs": "three"})})
+
+
+def test_train_settings_of_run_folders_older_than_train_json() -> None:
+    # Typed parquet cells as an older runner wrote them: tuples as text, a nullable int as NaN.
+    row = {"trial_id": "trial_0000", "train.epochs": 3, "train.milestones": "[0.3, 0.6]",
+           "train.nesterov": True, "train.max_threads": float("nan"), "train.lr": 0.2}
     assert retrain_module.train_settings_from_row(row) == TrainSettings(
         epochs=3, milestones=(0.3, 0.6), nesterov=True, max_threads=None, lr=0.2)
-    with pytest.raises(retrain_module.RetrainError, match="train.epochs of trial_0000: got 'three'"):
-        retrain_module.train_settings_from_row({**row, "train.epochs": "three"})
 
 
 def test_retrain_top_2_with_2_seeds(run_copy: Path) -> None:
-    result = _cli(str(run_copy), "--top", "2", "--seeds", "2", "--set", "train.epochs=2", "--set", ONE_THREAD,
+    # `python -m search.retrain` as a user runs it; the other tests call main() here.
+    result = run_module("search.retrain", str(run_copy), "--top", "2", "--seeds", "2", "--set", "train.epochs=2", "--set", ONE_THREAD,
                   "--device", "cpu", "--no-report")
     assert result.returncode == 0, result.stdout + result.stderr
     retrained = pd.read_parquet(run_copy / "retrain.parquet")
@@ -167,27 +169,21 @@ def test_same_architecture_twice_is_retrained_once(run_copy: Path) -> None:
     assert chosen[1]["arch_key"] != chosen[0]["arch_key"]
 
 
-def test_report_shows_the_retrained_section(run_copy: Path) -> None:
+def test_report_shows_the_retrained_section(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("reports")
-    import json
-
     # The report reads run.json; the runner writes it, this hand-made run needs one.
     (run_copy / "run.json").write_text(json.dumps({"study": "tiny_retrain", "objectives": [["val_acc", "max"]]}))
-    result = _cli(str(run_copy), "--top", "1", "--seeds", "2", "--set", ONE_THREAD, "--device", "cpu", "--no-weights")
+    result = _main(str(run_copy), "--top", "1", "--seeds", "2", "--set", ONE_THREAD, "--device", "cpu", "--no-weights",
+                   capsys=capsys)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "report: " in result.stdout, result.stdout
     page = (run_copy / "report.html").read_text()
     assert "Retrained" in page and pd.read_parquet(run_copy / "retrain.parquet")["arch_key"][0] in page
 
 
-def _main(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """`python -m search.retrain ARGS` in this process (fast); (exit status, stderr)."""
-    capsys.readouterr()
-    try:
-        status = retrain_module.main(list(args))
-    except SystemExit as stop:  # argparse's exit on a bad flag
-        status = stop.code
-    return status, capsys.readouterr().err
+def _main(*args: str, capsys: pytest.CaptureFixture[str]) -> CliResult:
+    """`python -m search.retrain ARGS` in this process (no interpreter start-up)."""
+    return call_main(retrain_module.main, list(args), capsys)
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -200,10 +196,7 @@ def _main(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 ])
 def test_bad_flags_are_one_line_and_status_2(run_dir: Path, args: list[str], expected: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    status, error = _main(str(run_dir), *args, capsys=capsys)
-    assert status == 2, error
-    assert expected in error
-    assert len(error.strip().splitlines()) == 1
+    assert expected in _main(str(run_dir), *args, capsys=capsys).bad_input_line()
     assert not (run_dir / "retrain.parquet").exists()
 
 
@@ -214,36 +207,25 @@ def test_bad_run_folders_are_status_2(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "empty").mkdir()
     for folder, expected in ((tmp_path / "nowhere", "no such run folder"), (tmp_path / "empty", "no study.yaml"),
                              (no_results, "no results.parquet or results.csv")):
-        status, error = _main(str(folder), "--top", "1", "--seeds", "1", capsys=capsys)
-        assert status == 2 and expected in error and len(error.strip().splitlines()) == 1
-
-
-def test_cli_bad_input_has_no_traceback(tmp_path: Path) -> None:
-    result = _cli(str(tmp_path / "nowhere"), "--top", "1", "--seeds", "1")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: no such run folder"]
+        line = _main(str(folder), "--top", "1", "--seeds", "1", capsys=capsys).bad_input_line()
+        assert expected in line
+        if folder.name == "nowhere":
+            assert line == f"error: {folder}: no such run folder"
 
 
 @pytest.mark.slow
-def test_real_runner_round_trip_load_rank_0_and_retrain(tmp_path: Path) -> None:
-    """The smoke study through Ray: load rank 0, re-evaluate to its recorded accuracy, retrain it."""
-    run = tmp_path / "smoke"
-    result = _cli(str(ROOT / "studies" / "smoke.yaml"), "--out", str(run), "--no-dashboard", "--no-report",
-                  module="search.run")
-    assert result.returncode == 0, result.stdout + result.stderr
-    results = pd.read_parquet(run / "results.parquet")
+def test_real_runner_round_trip_load_rank_0_and_retrain(smoke_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The smoke study through Ray (a copy of the session's run): load rank 0, re-evaluate it, retrain it."""
+    results = pd.read_parquet(smoke_copy / "results.parquet")
     best = results.sort_values(["val_acc_best", "trial_id"], ascending=[False, True]).iloc[0]
     assert best["checkpoint"], "the runner keeps the weights of the best trials"
-    model = models.load(run, rank=0)
+    model = models.load(smoke_copy, rank=0)
     assert model.checkpoint_meta["trial"]["trial_id"] == best["trial_id"]
-    # The trial ran on one thread (cpus: 1); evaluate the same way.
-    threads = torch.get_num_threads()
+    # The trial ran on one thread (cpus: 1); evaluate the same way (the autouse fixture restores the count).
     torch.set_num_threads(1)
-    try:
-        assert retrain_module.measure_test_acc(model) == best["test_acc"]
-    finally:
-        torch.set_num_threads(threads)
-    retrained = _cli(str(run), "--top", "1", "--seeds", "2", "--set", ONE_THREAD, "--device", "cpu", "--no-report")
+    assert retrain_module.measure_test_acc(model) == best["test_acc"]
+    retrained = _main(str(smoke_copy), "--top", "1", "--seeds", "2", "--set", ONE_THREAD, "--device", "cpu",
+                      "--no-report", capsys=capsys)
     assert retrained.returncode == 0, retrained.stdout + retrained.stderr
-    table = pd.read_parquet(run / "retrain.parquet")
+    table = pd.read_parquet(smoke_copy / "retrain.parquet")
     assert list(table["source_trial_id"]) == [best["trial_id"]] * 2

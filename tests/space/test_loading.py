@@ -209,9 +209,14 @@ def test_directory_is_not_a_study(tmp_path: Path):
         load_study(tmp_path)
 
 
-def test_study_pickles_by_revalidating(write_study, minimal_study):
-    import pickle
+def test_a_trial_plan_travels_as_plain_data(write_study, minimal_study):
+    # Workers get the plan the driver resolved, never the study: it must survive JSON.
+    import json
+
+    from space import TrialPlan, grid_points, resolve
 
     study = load_study(write_study(minimal_study), ["train.epochs=2"])
-    again = pickle.loads(pickle.dumps(study))
-    assert (again.path, again.raw, again.search, again.model) == (study.path, study.raw, study.search, study.model)
+    params = {"point": grid_points(study)[0].label, "seed": 0} if study.grid is not None else {}
+    plan = resolve(study, params)
+    again = TrialPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan and again.train.epochs == 2

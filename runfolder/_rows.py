@@ -1,0 +1,117 @@
+"""What one row of the results and curves tables holds (columns in docs/DESIGN.md).
+
+A row carries the architecture whole (`arch_yaml`) and the training settings
+whole (`train_json`), so anything that retrains or reloads a trial reads them
+back as they were; the flattened `arch.*` and `train.*` columns are for people,
+spreadsheets and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable, Mapping, Protocol
+
+STATUSES = ("complete", "failed", "pruned")
+CURVE_COLUMNS = ("trial_id", "epoch", "train_loss", "val_acc", "epoch_s", "images_per_s", "lr")
+FACTOR_PREFIX = "factor."
+ARCH_PREFIX = "arch."
+TRAIN_PREFIX = "train."
+TRAIN_JSON = "train_json"
+# A matched-complexity trial (space.match_complexity): the metric, the knob, its value, the
+# target cost and the relative gap left, (cost - target) / target. Absent where nothing is matched.
+MATCH_PREFIX = "match."
+MATCH_FIELDS = ("by", "adjust", "value", "target", "gap")
+INTEGER_METRICS = ("params", "macs", "flops", "epochs_run")
+FLOAT_METRICS = ("val_acc_best", "val_acc_final", "test_acc", "wall_s", "images_per_s")
+# Written by the runner when the screen rejects a sample before any worker starts.
+REJECTED_PREFIX = "rejected before training: "
+
+
+class SpecLike(Protocol):
+    """What a row needs of an architecture spec (models.ArchSpec); duck-typed so no torch import is needed."""
+
+    def flat(self) -> dict[str, Any]: ...
+
+    def key(self) -> str: ...
+
+    def to_yaml(self) -> str: ...
+
+
+def trial_id(number: int) -> str:
+    """The run-wide trial id: the Optuna trial number, zero-padded so ids sort."""
+    return f"trial_{number:04d}"
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN, or an empty cell."""
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def trial_row(*, number: int, status: str, seed: int | None, factors: Mapping[str, Any],
+              spec: SpecLike | None, train: Mapping[str, Any] | None, metrics: Mapping[str, Any],
+              error: str = "", checkpoint: str = "", matched: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One results row; `train` is `TrainSettings.to_dict()`, `metrics` what `search.train.fit` returned (maybe partial).
+
+    `matched` is the plan's match record (`space.TrialPlan.matched`), written as the `match.*` columns.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status: got {status!r}; allowed: {', '.join(STATUSES)}")
+    row: dict[str, Any] = {"trial_id": trial_id(number), "number": number, "status": status, "seed": seed}
+    for name, value in factors.items():
+        row[FACTOR_PREFIX + name] = value
+    if spec is not None:
+        row.update({ARCH_PREFIX + k: v for k, v in spec.flat().items()})
+        row["arch_key"] = spec.key()
+        row["arch_yaml"] = spec.to_yaml()
+    if train is not None:
+        row.update({TRAIN_PREFIX + k: (str(v) if isinstance(v, (list, tuple)) else v) for k, v in train.items()})
+        row[TRAIN_JSON] = json.dumps(dict(train), sort_keys=True)
+    if matched is not None:
+        row.update({MATCH_PREFIX + name: matched.get(name) for name in MATCH_FIELDS})
+    for column in INTEGER_METRICS:
+        value = metrics.get(column)
+        row[column] = int(value) if value is not None and not is_missing(value) else None
+    for column in FLOAT_METRICS:
+        row[column] = _float_or_nan(metrics.get(column))
+    row["node_id"] = str(metrics.get("node_id") or "")
+    row["error"] = error or str(metrics.get("error") or "")
+    row["checkpoint"] = checkpoint
+    return row
+
+
+def curve_rows(trial: str, points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The curves rows of one trial from its per-epoch metrics."""
+    return [{"trial_id": trial, **{c: point.get(c) for c in CURVE_COLUMNS[1:]}} for point in points]
+
+
+def train_settings_of(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The training settings a trial ran with, as `TrainSettings.to_dict()` gave them; None for rows without train_json.
+
+    Run folders written before the column existed have only the flattened
+    `train.*` cells; callers decide how to treat those (see search.retrain).
+    """
+    text = row.get(TRAIN_JSON)
+    if is_missing(text):
+        return None
+    settings = json.loads(str(text))
+    if not isinstance(settings, dict):
+        raise ValueError(f"{TRAIN_JSON}: got {text!r}; allowed: a JSON object of training settings")
+    return settings
+
+
+def factor_label(row: Mapping[str, Any]) -> str:
+    """The trial's factor values as text: `shortcut=A; blocks_per_stage=3` (a grid point shows its label alone)."""
+    parts = []
+    for column, value in row.items():
+        if column.startswith(FACTOR_PREFIX) and not is_missing(value):
+            name = column.removeprefix(FACTOR_PREFIX)
+            parts.append(str(value) if name == "point" else f"{name}={value}")
+    return "; ".join(parts)

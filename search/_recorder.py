@@ -1,0 +1,172 @@
+"""The driver's bookkeeping: Tune's trial events become results rows, kept checkpoints and one progress line each.
+
+Every finished trial reaches disk at once (`runfolder.ResultsTables`), so an
+interrupted run loses at most the trials in flight. The recorder reads each
+trial's plan from the config the driver sent; it never resolves a trial again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import runfolder
+from models import ArchSpec
+from runfolder import RANKING_COLUMN, ResultsTables
+
+from ._trial import PLAN, TRIAL_NUMBER, objective_metric, sampled_params
+
+
+@dataclass
+class TrialCounts:
+    """How many trials are in each state, for the progress line and run.json."""
+
+    running: int = 0
+    complete: int = 0
+    failed: int = 0
+    pruned: int = 0
+
+    def add(self, status: str) -> None:
+        setattr(self, status, getattr(self, status) + 1)
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.failed + self.pruned
+
+
+def format_duration(seconds: float) -> str:
+    """"1h02m03s", or "2m03s" under an hour."""
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
+
+
+def _planned(plan: dict[str, Any] | None,
+             params: dict[str, Any]) -> tuple[ArchSpec | None, dict | None, dict, Any, dict | None]:
+    """(spec, train dict, factors, seed, match record) of a trial's plan; the raw parameters when there is none."""
+    if plan is None:
+        return None, None, dict(params), params.get("seed"), None
+    return (ArchSpec.from_dict(plan["spec"]), dict(plan["train"]), dict(plan["factors"]), plan["train"]["seed"],
+            plan.get("matched"))
+
+
+class Recorder:
+    """Turns Tune's trial events into results rows, checkpoint pruning and one progress line each."""
+
+    def __init__(self, tables: ResultsTables, total: int, started: float, keep_checkpoints: int,
+                 out: Any = sys.stdout) -> None:
+        self.tables = tables
+        self.total = total
+        self.started = started
+        self.keep_checkpoints = keep_checkpoints
+        self.out = out
+        self.curves: dict[str, list[dict[str, Any]]] = {}
+        self.recorded_here: list[str] = []
+        self.counts = TrialCounts()
+        for row in tables.rows.values():
+            self.counts.add(row["status"])
+
+    # Tune callback hooks (a ray.tune.Callback subclass forwards here).
+    def trial_result(self, tune_trial_id: str, result: dict[str, Any]) -> None:
+        if "train_loss" in result:  # an epoch's metrics (the last one arrives with the final report)
+            self.curves.setdefault(tune_trial_id, []).append(result)
+
+    def trial_finished(self, tune_trial_id: str, config: dict[str, Any], result: dict[str, Any],
+                       error: str = "", running: int = 0) -> None:
+        self.counts.running = running
+        spec, train, factors, seed, matched = _planned(config.get(PLAN), sampled_params(config))
+        if error:
+            status = "failed"
+        elif not result.get("final"):
+            status = "pruned"
+            error = f"stopped early by the scheduler after epoch {result.get('epoch', '?')}"
+            result = {**result, "val_acc_best": result.get(objective_metric("val_acc"), math.nan),
+                      "val_acc_final": result.get("val_acc"), "epochs_run": result.get("epoch")}
+        else:
+            status = result.get("status", "failed")
+        row = runfolder.trial_row(number=config[TRIAL_NUMBER], status=status, seed=seed, factors=factors,
+                                  spec=spec, train=train, metrics=result, error=error, matched=matched)
+        self.tables.add_trial(row, self.curves.pop(tune_trial_id, []))
+        self.recorded_here.append(row["trial_id"])
+        self.counts.add(status)
+        if status == "complete":
+            self._prune_checkpoints()
+        self._print_line(row)
+
+    def trial_rejected(self, number: int, params: dict[str, Any], reason: str,
+                       plan: dict[str, Any] | None) -> None:
+        spec, train, factors, seed, matched = _planned(plan, sampled_params(params))
+        row = runfolder.trial_row(number=number, status="pruned", seed=seed, factors=factors, spec=spec,
+                                  train=train, metrics={}, error=runfolder.REJECTED_PREFIX + reason, matched=matched)
+        self.tables.add_trial(row)
+
+    def new_rows(self) -> list[dict[str, Any]]:
+        """Rows of trials that trained in this attempt (not in an earlier one)."""
+        return [self.tables.rows[t] for t in self.recorded_here if t in self.tables.rows]
+
+    def _prune_checkpoints(self) -> None:
+        """Keep the weights of the top-k trials in the run-folder ranking."""
+        folder = self.tables.folder
+        kept = {r["trial_id"] for r in self.tables.top(self.keep_checkpoints)}
+        if folder.checkpoints.exists():
+            for path in folder.checkpoints.iterdir():
+                if path.is_dir() and path.name not in kept and path.name in self.tables.rows:
+                    shutil.rmtree(path, ignore_errors=True)
+        self.tables.set_checkpoints({t: runfolder.checkpoint_cell(t) for t in kept
+                                     if folder.checkpoint_of(t).is_dir()})
+
+    def _print_line(self, row: dict[str, Any]) -> None:
+        best = self.tables.best
+        best_text = f"best val {_percent(best[RANKING_COLUMN])} ({best['trial_id']})" if best else "best val -"
+        what = ", ".join(f"{k.removeprefix(runfolder.FACTOR_PREFIX)}={v}" for k, v in row.items()
+                         if k.startswith(runfolder.FACTOR_PREFIX))
+        detail = (f"val {_percent(row['val_acc_best'])} test {_percent(row['test_acc'])} "
+                  f"in {row['wall_s']:.0f}s" if row["status"] == "complete" else row["error"][:120])
+        print(f"[{self.counts.finished}/{self.total} done, {self.counts.running} running, {self.counts.failed} "
+              f"failed, {best_text}, {format_duration(time.time() - self.started)}] "
+              f"{row['trial_id']} {row['status']}: {what}: {detail}", file=self.out, flush=True)
+
+
+def tune_callback(recorder: Recorder) -> Any:
+    """A ray.tune.Callback that forwards Tune's events to `recorder`, in the driver process."""
+    from ray.tune import Callback
+
+    class RecorderCallback(Callback):
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            recorder.trial_result(trial.trial_id, result)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            recorder.trial_finished(trial.trial_id, trial.config, trial.last_result or {},
+                                    running=_running(trials, trial))
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            recorder.trial_finished(trial.trial_id, trial.config, trial.last_result or {},
+                                    error=ray_error_message(trial), running=_running(trials, trial))
+
+    return RecorderCallback()
+
+
+def _running(trials: list, finished: Any) -> int:
+    """Trials Tune still runs, besides the one that just finished."""
+    return sum(1 for t in trials if t is not finished and t.status == "RUNNING")
+
+
+def ray_error_message(trial: Any) -> str:
+    """The last line of the error Ray stored for a trial whose worker failed."""
+    text = ""
+    error_file = getattr(trial, "error_file", None)
+    if error_file and os.path.exists(error_file):
+        text = Path(error_file).read_text()
+    text = text or str(getattr(trial, "error_msg", "") or "the trial's worker failed")
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "the trial's worker failed"

@@ -1,0 +1,89 @@
+"""The Ray Tune trainable: one trial, run in a worker from the plan the driver resolved.
+
+The driver resolves each sampled trial once (spec and training settings, as
+plain data) and sends that plan in the trial's config; the worker never sees
+or validates the study.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import models
+import runfolder
+import space
+
+from . import datasets
+
+# Keys the driver adds to a trial's config beside the sampled parameters.
+TRIAL_NUMBER = "trial_number"
+PLAN = "plan"
+
+
+def objective_metric(metric: str) -> str:
+    """The name under which a trial reports an objective to Ray Tune."""
+    return f"objective.{metric}"
+
+
+def sampled_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The parameters Optuna sampled, without the keys the driver added."""
+    return {k: v for k, v in config.items() if k not in (TRIAL_NUMBER, PLAN)}
+
+
+def _first_line(error: BaseException) -> str:
+    message = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {message}"
+
+
+def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, data: dict[str, Any],
+              objectives: list[str], run_dir: str, cpus_per_trial: float, keep_weights: bool) -> None:
+    """Ray Tune function trainable: train the trial's planned architecture and report every epoch."""
+    import ray
+    import torch
+    from ray import tune
+
+    from .train import fit
+
+    number = config[TRIAL_NUMBER]
+    # Ray sets OMP threads from the trial's CPUs; torch needs telling as well.
+    torch.set_num_threads(max(1, int(cpus_per_trial)))
+    state: dict[str, Any] = {"best": math.nan, "curve": [], "last_epoch": {}}
+    figures: dict[str, int] = {}
+    epochs = -1  # known once the plan is read
+
+    def objective_values(val_acc_best: float) -> dict[str, Any]:
+        values = {"val_acc": val_acc_best, **figures}
+        return {objective_metric(m): values.get(m, math.nan) for m in objectives}
+
+    def report(epoch_metrics: dict[str, Any]) -> None:
+        val = epoch_metrics["val_acc"]
+        if math.isnan(state["best"]) or val > state["best"]:
+            state["best"] = val
+        state["curve"].append(round(val, 5))
+        if epoch_metrics["epoch"] == epochs:
+            # The last epoch travels in the final report: a scheduler that stops
+            # trials at max_t would otherwise stop it before its test accuracy.
+            state["last_epoch"] = epoch_metrics
+            return
+        tune.report({**epoch_metrics, **objective_values(state["best"]), "final": False})
+
+    try:
+        plan = space.TrialPlan.from_dict(config[PLAN])
+        epochs = plan.train.epochs
+        complexity = models.complexity(plan.spec, splits.image_size)
+        figures.update(params=complexity.params, macs=complexity.macs)
+        trial = runfolder.trial_id(number)
+        save_to = runfolder.RunFolder(run_dir).checkpoint_of(trial) if keep_weights else None
+        result = fit(plan.spec, plan.train, space.DataSettings.from_dict(data), report=report, splits=splits,
+                     save_to=save_to)
+    except Exception as error:  # recorded as a failed trial; the study goes on
+        result = {"status": "failed", "error": _first_line(error)}
+    final = {k: v for k, v in result.items() if k != "dataset"}
+    # Which Ray node trained it: a cluster run shows its spread in the table.
+    final["node_id"] = ray.get_runtime_context().get_node_id()
+    last_epoch = state["last_epoch"] or {"epoch": final.get("epochs_run", 0),
+                                         "val_acc": final.get("val_acc_final", math.nan)}
+    tune.report({**last_epoch, **final, **objective_values(final.get("val_acc_best", math.nan)),
+                 "final": True, "curve": state["curve"]})

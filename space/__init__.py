@@ -8,9 +8,12 @@
 from ._describe import dry_run_report, space_size
 from ._errors import StudyError
 from ._loading import load_study, study_from_dict
+from ._matching import KNOBS as MATCH_KNOBS
+from ._matching import MATCH_METRICS, Match
+from ._optuna_samplers import SAMPLERS, make_sampler
 from ._sampling import (TrialPlan, constraint_violation, define_by_run, factors, grid_points, grid_search_space,
                         resolve)
-from ._settings import DataSettings, TrainSettings
+from ._settings import NORMALIZATIONS, OPTIMIZERS, SCHEDULES, DataSettings, TrainSettings
 from ._study import GridPoint, SearchSettings, Study
 
 __all__ = [
@@ -18,4 +21,6 @@ __all__ = [
     "Study", "StudyError", "SearchSettings", "load_study", "study_from_dict",
     "TrialPlan", "GridPoint", "resolve", "define_by_run", "grid_points", "grid_search_space",
     "factors", "constraint_violation", "space_size", "dry_run_report",
+    "Match", "MATCH_KNOBS", "MATCH_METRICS",
+    "OPTIMIZERS", "SCHEDULES", "NORMALIZATIONS", "SAMPLERS", "make_sampler",
 ]

@@ -7,9 +7,10 @@ from typing import Any
 
 import optuna
 
-from ._sampling import define_by_run, grid_points, resolve
-from ._schema import Choice, FloatRange, IntRange, is_searched
-from ._space import Parameter, short_number
+from ._forms import Choice, FloatRange, IntRange, is_searched
+from ._matching import Match, is_design_factor
+from ._sampling import SEED, define_by_run, grid_points, resolve
+from ._space import Parameter, format_value, short_number
 from ._study import Study
 
 
@@ -89,8 +90,9 @@ def _row(label: str, plan_or_error: Any, violation: str | None) -> tuple[str, st
             f"{measured.macs / 1e6:.2f} M MACs", f"rejected: {violation}" if violation else "ok")
 
 
-def _sampled_rows(study: Study, samples: int, seed: int) -> list[tuple[str, str, str, str, str]]:
-    """Ask a seeded random Optuna sampler for `samples` trials through `define_by_run`."""
+def _sampled_rows(study: Study, samples: int, seed: int,
+                  matches: list[tuple[str, Match]]) -> list[tuple[str, str, str, str, str]]:
+    """Ask a seeded random Optuna sampler for `samples` trials through `define_by_run`; appends to `matches`."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line in a report
     try:
@@ -111,7 +113,49 @@ def _sampled_rows(study: Study, samples: int, seed: int) -> list[tuple[str, str,
         measured = space.measure(plan.spec)
         seed_text = f", seed={plan.train.seed}" if "seed" in trial.params else ""
         rows.append(_row(plan.label + seed_text, (plan.spec, measured), space.violation(measured)))
+        if plan.matched is not None:  # solved again here only to show the cost before matching
+            values = {name: value for name, value in trial.params.items() if name != SEED}
+            match = space.matched(values, plan.train.seed)[2]
+            matches.append((plan.label + seed_text, match))  # type: ignore[arg-type]
     return rows
+
+
+def _millions(value: float) -> str:
+    return f"{value / 1e6:.2f}M"
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
+def _match_lines(study: Study, matches: list[tuple[str, Match]]) -> list[str]:
+    """The matched and unmatched cost of every point, flagging those left outside the tolerance."""
+    settings = study.search_space.match
+    if settings is None:
+        return []
+    if settings.to is not None:
+        target = f"{short_number(settings.to)} {settings.by} for every point"
+    else:
+        design = [f"{p.name}={format_value(p.corner(high=False))}" for p in study.search_space.parameters
+                  if is_design_factor(p.path)]
+        target = ("the same point with " + ", ".join(design) if design
+                  else "each point itself (no design factor is searched)")
+    tolerance = _percent(settings.tolerance)
+    lines = [f"matched complexity: {settings.by} within {tolerance} by solving {settings.adjust}; target: {target}"]
+    rows = [(label, _millions(float(getattr(m.unmatched, m.by))), _millions(m.cost), _millions(m.target),
+             format_value(m.value), f"{m.unmatched_gap:+.2%}", f"{m.gap:+.2%}",
+             "ok" if m.within else f"OVER TOLERANCE: no {settings.adjust} reaches {tolerance}; the closest is kept")
+            for label, m in matches]
+    header = ("point", f"{settings.by} unmatched", "matched", "target", settings.adjust, "gap before", "gap after", "")
+    widths = [max(len(str(row[c])) for row in [header, *rows]) for c in range(len(header))]
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:7], widths[1:7])), row[7]]
+        lines.append(("  " + "   ".join(cells)).rstrip())
+    over = sum(not m.within for _, m in matches)
+    if over:
+        lines.append(f"{over} of {len(matches)} points are over the {tolerance} tolerance: "
+                     "the closest was kept and its gap is recorded (match.gap in results)")
+    return lines
 
 
 def dry_run_report(study: Study, samples: int = 5, seed: int = 0) -> str:
@@ -130,16 +174,19 @@ def dry_run_report(study: Study, samples: int = 5, seed: int = 0) -> str:
         "constraints: " + (", ".join(f"{name} {short_number(value)}" for name, value in bounds.items()) or "none"),
         f"resources per trial: {search.resources.cpus:g} cpus, {search.resources.gpus:g} gpus",
     ]
+    matches: list[tuple[str, Match]] = []
     if study.grid is not None:
         points = grid_points(study)
         shown = points[:samples]
         lines.append(f"first {len(shown)} of {len(points)} grid points:")
         rows = [_row(point.label, (point.spec, point.complexity), None) for point in shown]
+        matches = [(point.label, point.match) for point in points if point.match is not None]  # every point
     else:
         lines.append(f"{samples} random samples (seed {seed}):")
-        rows = _sampled_rows(study, samples, seed)
+        rows = _sampled_rows(study, samples, seed, matches)
     widths = [max((len(row[column]) for row in rows), default=0) for column in range(4)]
     for row in rows:
         cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:4], widths[1:])), row[4]]
         lines.append("  " + "   ".join(cells))
+    lines += _match_lines(study, matches)
     return "\n".join(lines)

@@ -18,8 +18,9 @@ from typing import Annotated, Any, Mapping, Sequence, Union, get_args, get_origi
 from pydantic import BaseModel, Tag, ValidationError
 
 from ._errors import FieldPath, FieldProblem, Problem, StudyError, dotted, show
+from ._forms import FORM_SYNTAX, FORM_TAGS, RULE_ERROR
 from ._overrides import Override, apply_overrides
-from ._schema import FORM_SYNTAX, FORM_TAGS, RULE_ERROR, StudyModel
+from ._schema import StudyModel
 from ._study import Study, build_study
 from ._yaml import parse_yaml
 
@@ -183,11 +184,6 @@ def study_from_dict(data: Mapping[str, Any], source: str = "<dict>",
                     overrides: Sequence[str] = ()) -> Study:
     """Validate a study given as a dict (as `yaml.safe_load` would return it)."""
     return _validate(copy.deepcopy(data) if isinstance(data, Mapping) else data, source, {}, overrides, None)
-
-
-def rebuild_study(raw: Mapping[str, Any], path: str | None) -> Study:
-    """A study validated again from its raw dict, keeping its path (unpickling uses this)."""
-    return _validate(copy.deepcopy(raw), path or "<dict>", {}, (), path)
 
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:

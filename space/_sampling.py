@@ -25,10 +25,25 @@ POINT, SEED = "point", "seed"
 class TrialPlan:
     """What one trial trains: a concrete spec, concrete settings (seed in), and the factor values."""
 
-    spec: ArchSpec
+    spec: ArchSpec            # matched, where the study matches complexity
     train: TrainSettings
     factors: dict[str, Any]   # every searched parameter; None where it does not apply (a basic block's ratio)
     label: str                # "shortcut=A, blocks_per_stage=3"
+    # `Match.record()`: {"by", "adjust", "value", "target", "gap"}; None without space.match_complexity.
+    matched: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (spec dict, train dict, factors, label, matched): what travels from the driver to a worker."""
+        return {"spec": self.spec.to_dict(), "train": self.train.to_dict(), "factors": dict(self.factors),
+                "label": self.label, "matched": None if self.matched is None else dict(self.matched)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrialPlan":
+        """Inverse of `to_dict`; the spec and settings validate themselves, the study is not needed."""
+        matched = data.get("matched")  # absent from plans written before matching existed
+        return cls(spec=ArchSpec.from_dict(data["spec"]), train=TrainSettings.from_dict(data["train"]),
+                   factors=dict(data["factors"]), label=str(data["label"]),
+                   matched=None if matched is None else dict(matched))
 
 
 def _is_grid(study: Study) -> bool:
@@ -82,6 +97,7 @@ def resolve(study: Study, params: Mapping[str, Any]) -> TrialPlan:
     values = dict(params)
     seed = _seed(values.pop(SEED, study.search.seeds[0]))
     space = study.search_space
+    point = None
     if POINT in values:
         label = values.pop(POINT)
         points = {point.label: point for point in grid_points(study)}
@@ -89,16 +105,21 @@ def resolve(study: Study, params: Mapping[str, Any]) -> TrialPlan:
             raise ValueError(f"point: got {label!r}; allowed: one of the {len(points)} grid point labels")
         if values:
             raise ValueError(f"{sorted(values)[0]}: given with a grid point; allowed: only point and seed")
-        values = dict(points[label].params)
+        point = points[label]
+        values = dict(point.params)
     known = [parameter.name for parameter in space.parameters]
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"{unknown[0]}: not a parameter of study {study.name!r}; "
                          f"allowed: {', '.join(known + [SEED]) if known else SEED}")
-    spec, train = space.concrete(values, seed)
+    if point is not None:  # a grid point was matched once, when the study was loaded
+        spec, (_, train), match = point.spec, space.concrete(values, seed), point.match
+    else:
+        spec, train, match = space.matched(values, seed)
     factors = {parameter.name: values.get(parameter.name) if space.is_active(parameter, values) else None
                for parameter in space.parameters}
-    return TrialPlan(spec=spec, train=train, factors=factors, label=space.label(values))
+    return TrialPlan(spec=spec, train=train, factors=factors, label=space.label(values),
+                     matched=None if match is None else match.record())
 
 
 def constraint_violation(study: Study, spec: ArchSpec) -> str | None:

@@ -14,17 +14,17 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from models import ArchSpec, Complexity, complexity, preset
+from models import BOTTLENECK_BLOCKS, ArchSpec, Complexity, SpecError, complexity, preset
 
 from ._errors import FieldPath, FieldProblem
+from ._forms import Choice, IntRange, Searched, float_grid, is_searched
+from ._matching import KNOBS, Match, is_design_factor, solve
 from ._schema import (ARCH_FIELDS, BOTTLENECK_ONLY, CONVENIENCE_FIELDS, DATASET_CLASSES, DATASET_IMAGE_SIZE,
-                      TRAIN_FIELDS, Choice, Constraints, FloatRange, IntRange, Searched, StudyModel, float_grid,
-                      is_searched)
+                      TRAIN_FIELDS, Constraints, MatchComplexity, StudyModel)
 from ._settings import TrainSettings
 
 _ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArchSpec)
                   if f.default is not dataclasses.MISSING}
-_BOTTLENECK_BLOCKS = ("bottleneck", "preact_bottleneck")
 # What bottleneck-only fields become when the searched block is not a bottleneck.
 _NEUTRAL_FOR_OTHER_BLOCKS = {"groups": 1, "bottleneck_stride": "3x3"}
 
@@ -106,23 +106,13 @@ class Parameter:
         return domain.high if high else domain.low
 
 
-def _field_path(text: str) -> FieldPath:
-    """"stages[1].depth" -> ("stages", 1, "depth")."""
-    return tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", text))
-
-
-def _problem_from(section: str, error: ValueError) -> FieldProblem:
-    """ArchSpec and TrainSettings say "field: got X; allowed: Y"; keep the parts, prefix the section."""
-    match = re.match(r"(?P<field>[A-Za-z_][\w.\[\]]*): (?P<rest>.*)$", str(error), re.S)
-    if match is None:
-        return FieldProblem((section,), str(error))
-    rest = match["rest"]
-    parts = re.match(r"got (?P<got>.*?); allowed: (?P<allowed>.*)$", rest, re.S)
-    path = (section, *_field_path(match["field"]))
-    if parts is None:
-        return FieldProblem(path, rest)
-    return FieldProblem(path, "not a valid architecture" if section == "space" else "not valid training settings",
-                        got=parts["got"], allowed=parts["allowed"])
+def _problem_from(section: str, error: SpecError) -> FieldProblem:
+    """An ArchSpec or TrainSettings error as a FieldProblem under `section`, from its fields, not its text."""
+    path = (section, *error.path)
+    if error.what is not None:  # an unknown or missing field: there is no value to show
+        return FieldProblem(path, error.what, allowed=error.allowed)
+    what = "not a valid architecture" if section == "space" else "not valid training settings"
+    return FieldProblem(path, what, got=repr(error.got), allowed=error.allowed)
 
 
 def _scaled(width: int, multiplier: float) -> int:
@@ -141,6 +131,7 @@ class SearchSpace:
     parameters: tuple[Parameter, ...]
     image_size: int
     constraints: Constraints
+    match: MatchComplexity | None = None    # space.match_complexity
 
     # ------------------------------------------------------------ lookups
     def parameter(self, name: str) -> Parameter | None:
@@ -152,7 +143,7 @@ class SearchSpace:
         if not parameter.conditional:
             return True
         block = values.get("block", self.arch.get("block", _ARCH_DEFAULTS["block"]))
-        return block in _BOTTLENECK_BLOCKS
+        return block in BOTTLENECK_BLOCKS
 
     def label(self, values: Mapping[str, Any]) -> str:
         """"shortcut=A, blocks_per_stage=3": the active parameters in suggestion order."""
@@ -205,8 +196,13 @@ class SearchSpace:
         return math.prod(p.grid_size() for p in self.parameters)
 
     # ------------------------------------------------------ concretisation
-    def concrete(self, values: Mapping[str, Any], seed: int) -> tuple[ArchSpec, TrainSettings]:
-        """The ArchSpec and TrainSettings of one choice; raises FieldProblem (a ValueError) if invalid."""
+    def concrete(self, values: Mapping[str, Any], seed: int,
+                 knob: tuple[str, Any] | None = None) -> tuple[ArchSpec, TrainSettings]:
+        """The ArchSpec and TrainSettings of one choice, unmatched; raises FieldProblem (a ValueError) if invalid.
+
+        `knob` = (field, value) sets one study field as if the study wrote it
+        (`matched` reads the study's widths at width_multiplier 1 this way).
+        """
         arch = dict(self.arch)
         stages = [dict(stage) for stage in self.stages]
         conveniences = dict(self.conveniences)
@@ -226,6 +222,9 @@ class SearchSpace:
                 conveniences[rest[0]] = value
             else:
                 arch[rest[0]] = value
+        if knob is not None:
+            name, value = knob
+            (conveniences if name in CONVENIENCE_FIELDS else arch)[name] = value
         if conveniences.get("blocks_per_stage") is not None:
             for stage in stages:
                 stage["depth"] = conveniences["blocks_per_stage"]
@@ -235,17 +234,62 @@ class SearchSpace:
             for stage in stages:
                 stage["width"] = _scaled(stage["width"], multiplier)
         block_searched = any(p.name == "block" for p in self.parameters)
-        if block_searched and arch.get("block") not in _BOTTLENECK_BLOCKS:
+        if block_searched and arch.get("block") not in BOTTLENECK_BLOCKS:
             arch.update(_NEUTRAL_FOR_OTHER_BLOCKS)
         try:
             spec = ArchSpec.from_dict({**arch, "stages": stages})
-        except ValueError as error:
+        except SpecError as error:
             raise _problem_from("space", error) from None
         try:
             settings = TrainSettings.from_dict({**train, "seed": seed})
-        except ValueError as error:
+        except SpecError as error:
             raise _problem_from("train", error) from None
         return spec, settings
+
+    # ------------------------------------------------------------ matching
+    def reference_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`values` with every searched design factor at its reference level (see `_matching`)."""
+        reference = dict(values)
+        for parameter in self.parameters:
+            if is_design_factor(parameter.path):
+                reference[parameter.name] = parameter.corner(high=False)
+        return {name: value for name, value in reference.items()
+                if (parameter := self.parameter(name)) is None or self.is_active(parameter, reference)}
+
+    def _match_target(self, settings: MatchComplexity, values: Mapping[str, Any], seed: int) -> float:
+        """The cost `values` is matched to: `match_complexity.to`, or the cost of its reference point."""
+        if settings.to is not None:
+            return float(settings.to)
+        reference = self.reference_values(values)
+        try:
+            spec, _ = self.concrete(reference, seed)
+        except FieldProblem as problem:
+            raise FieldProblem(("space", "match_complexity"),
+                               f"the reference point '{self.label(reference)}' of '{self.label(values)}' is "
+                               f"{problem.what}, so it sets no target", problem.got, problem.allowed) from None
+        return float(getattr(self.measure(spec), settings.by))
+
+    def matched(self, values: Mapping[str, Any], seed: int) -> tuple[ArchSpec, TrainSettings, Match | None]:
+        """The spec and settings of one choice, its knob solved to the target; Match None for unmatched studies."""
+        settings = self.match
+        if settings is None:
+            return (*self.concrete(values, seed), None)
+        spec, train = self.concrete(values, seed)
+        knob = KNOBS[settings.adjust]
+        # A spec field is edited on the unmatched spec; a multiplier scales the study's own widths
+        # (the spec at multiplier 1), and its value is the study's (1 where it sets none).
+        if knob.identity is None:
+            base, current = spec, getattr(spec, knob.name)
+        else:
+            base = self.concrete(values, seed, (knob.name, knob.identity))[0]
+            current = self.conveniences.get(knob.name, knob.identity)
+        target = self._match_target(settings, values, seed)
+        value, matched_spec = solve(knob, base, spec, current, lambda s: float(getattr(self.measure(s), settings.by)),
+                                    target, settings.tolerance)
+        match = Match(by=settings.by, adjust=knob.name, value=value, target=target,
+                      unmatched=self.measure(spec), matched=self.measure(matched_spec),
+                      tolerance=settings.tolerance)
+        return matched_spec, train, match
 
     # --------------------------------------------------------- constraints
     def measure(self, spec: ArchSpec) -> Complexity:
@@ -335,20 +379,46 @@ def build_search_space(model: StudyModel) -> SearchSpace:
             train[name] = tuple(value) if isinstance(value, list) else value
 
     _check_bottleneck_only(arch, parameters)
+    if space.match_complexity is not None:
+        _check_match(space.match_complexity, arch, parameters, model.search.strategy)
     return SearchSpace(arch=arch, stages=tuple(stages), conveniences=conveniences, train=train,
                        parameters=tuple(parameters), image_size=DATASET_IMAGE_SIZE[model.data.dataset],
-                       constraints=space.constraints)
+                       constraints=space.constraints, match=space.match_complexity)
+
+
+def _check_match(settings: MatchComplexity, arch: Mapping[str, Any], parameters: list[Parameter],
+                 strategy: str) -> None:
+    """The knob must exist at every point and not be searched; an Optuna study needs a fixed target."""
+    path = ("space", "match_complexity")
+    others = ", ".join(name for name in KNOBS if name != settings.adjust)
+    searched = next((p for p in parameters if p.path == ("space", settings.adjust)), None)
+    if searched is not None:
+        raise FieldProblem((*path, "adjust"), f"space.{settings.adjust} is searched, so it cannot also be solved for",
+                           got=repr(settings.adjust), allowed=f"{others}, or fix space.{settings.adjust}")
+    if KNOBS[settings.adjust].bottleneck_only:
+        block = next((p for p in parameters if p.name == "block"), None)
+        blocks = block.levels if block is not None and block.levels else [arch.get("block", _ARCH_DEFAULTS["block"])]
+        other = next((b for b in blocks if b not in BOTTLENECK_BLOCKS), None)
+        if other is not None:
+            raise FieldProblem((*path, "adjust"),
+                               f"{settings.adjust} exists only in bottleneck blocks, and the block is {other!r}",
+                               got=repr(settings.adjust),
+                               allowed=f"{others}, or only {' or '.join(BOTTLENECK_BLOCKS)} blocks")
+    if strategy != "grid" and settings.to is None:
+        raise FieldProblem(path, "a sampled point has no reference level to match, so an optuna study needs a "
+                                 "fixed target", allowed="`to: <MACs or params>`, e.g. {by: macs, to: 4.0e7, "
+                                                         "adjust: width_multiplier}")
 
 
 def _check_bottleneck_only(arch: Mapping[str, Any], parameters: list[Parameter]) -> None:
     """A searched bottleneck-only field must meet a bottleneck block somewhere in the space."""
     block = next((p for p in parameters if p.name == "block"), None)
     blocks = block.levels if block is not None and block.levels else [arch.get("block", _ARCH_DEFAULTS["block"])]
-    if any(b in _BOTTLENECK_BLOCKS for b in blocks):
+    if any(b in BOTTLENECK_BLOCKS for b in blocks):
         return
     for parameter in parameters:
         if parameter.conditional:
             raise FieldProblem(parameter.path,
                                f"searched, but the block is never a bottleneck ({', '.join(map(repr, blocks))}), "
                                "so it never applies",
-                               allowed=f"a fixed value, or a block choice with {' or '.join(_BOTTLENECK_BLOCKS)}")
+                               allowed=f"a fixed value, or a block choice with {' or '.join(BOTTLENECK_BLOCKS)}")

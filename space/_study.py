@@ -18,7 +18,9 @@ import yaml
 from models import ArchSpec, Complexity
 
 from ._errors import FieldProblem, Problem, StudyError
-from ._schema import Asha, Choice, IntRange, Resources, StudyModel
+from ._forms import Choice, IntRange
+from ._matching import Match
+from ._schema import Asha, Resources, StudyModel
 from ._settings import DataSettings, TrainSettings
 from ._space import SearchSpace, build_search_space
 
@@ -27,6 +29,8 @@ from ._space import SearchSpace, build_search_space
 GRID_LIMIT = 20_000
 # Random points an Optuna space is probed at, besides its two corners.
 PROBE_SAMPLES = 256
+# Fewer where each point is also matched (a solve measures tens of networks, ~5 ms).
+MATCHED_PROBE_SAMPLES = 32
 
 Locate = Callable[[FieldProblem], Problem]
 
@@ -55,8 +59,9 @@ class GridPoint:
 
     label: str
     params: dict[str, Any]
-    spec: ArchSpec
-    complexity: Complexity
+    spec: ArchSpec              # matched, where the study matches complexity
+    complexity: Complexity      # of `spec`
+    match: Match | None = None  # how it was matched; None without space.match_complexity
 
 
 @dataclass(frozen=True)
@@ -90,11 +95,29 @@ class Study:
         """The study as run (overrides applied), for `study.yaml` in the run folder."""
         return yaml.safe_dump(self.raw, sort_keys=False, default_flow_style=None, allow_unicode=True)
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # The schema's generic classes (Choice[Literal[...]]) cannot be pickled by name;
-        # a study pickles as its raw dict and is validated again on the other side.
-        from ._loading import rebuild_study
-        return rebuild_study, (self.raw, self.path)
+    @property
+    def max_epochs(self) -> int:
+        """The longest training any trial gets (the top of a searched `train.epochs`)."""
+        return max_epochs(self.model)
+
+    @property
+    def match_complexity(self) -> dict[str, Any] | None:
+        """`space.match_complexity` with its defaults filled in, as plain data (for run.json); None if unset."""
+        settings = self.model.space.match_complexity
+        return None if settings is None else settings.model_dump()
+
+    def is_searched(self, path: str) -> bool:
+        """True when the dotted field path (`train.lr`, `space.shortcut`) is searched in this study."""
+        return any(".".join(str(part) for part in parameter.path) == path
+                   for parameter in self.search_space.parameters)
+
+
+def max_epochs(model: StudyModel) -> int:
+    """The largest `train.epochs` a validated study can give a trial."""
+    epochs = model.train.epochs
+    if isinstance(epochs, Choice):
+        return max(epochs.choice)
+    return epochs.high if isinstance(epochs, IntRange) else epochs
 
 
 # ---------------------------------------------------------------- checks
@@ -122,10 +145,13 @@ def _check_satisfiable(space: SearchSpace, measured: list[Complexity], sampled: 
                        got=str(bounds))
 
 
-def _built(space: SearchSpace, values: dict[str, Any], seed: int, what: str) -> tuple[ArchSpec, TrainSettings]:
+def _built(space: SearchSpace, values: dict[str, Any], seed: int,
+           what: str) -> tuple[ArchSpec, TrainSettings, Match | None]:
     try:
-        return space.concrete(values, seed)
+        return space.matched(values, seed)
     except FieldProblem as problem:
+        if problem.path[:2] == ("space", "match_complexity"):  # already names the point
+            raise
         raise FieldProblem(problem.path, f"{what} '{space.label(values)}' is {problem.what}",
                            problem.got, problem.allowed) from None
 
@@ -141,10 +167,11 @@ def _enumerate_grid(space: SearchSpace, seed: int) -> GridInfo:
         raise FieldProblem(("space",), f"the grid has up to {bound:,} points",
                            allowed=f"at most {GRID_LIMIT:,}; search large spaces with strategy: optuna")
     seen: set[tuple[str, str]] = set()
-    candidates: list[tuple[dict[str, Any], ArchSpec, Complexity]] = []
+    candidates: list[tuple[dict[str, Any], ArchSpec, Complexity, Match | None]] = []
     duplicates = 0
     for values in space.grid():
-        spec, train = _built(space, values, seed, "the grid point")
+        # Matched once here: resolve() takes the point's spec, it does not solve again.
+        spec, train, match = _built(space, values, seed, "the grid point")
         # Two combinations that build the same network with the same training are one point
         # (the ratio of a basic block, a width multiplier that rounds to the same widths).
         identity = (spec.key(), json.dumps(train.to_dict(), sort_keys=True))
@@ -152,26 +179,27 @@ def _enumerate_grid(space: SearchSpace, seed: int) -> GridInfo:
             duplicates += 1
             continue
         seen.add(identity)
-        candidates.append((values, spec, space.measure(spec)))
-    _check_satisfiable(space, [measured for _, _, measured in candidates], sampled=False)
+        candidates.append((values, spec, space.measure(spec), match))
+    _check_satisfiable(space, [measured for _, _, measured, _ in candidates], sampled=False)
     points = []
     labels: set[str] = set()
-    for values, spec, measured in candidates:
+    for values, spec, measured, match in candidates:
         if space.violation(measured) is not None:
             continue
         label = space.label(values)
         while label in labels:  # only if two levels print alike (0.30001 and 0.3)
             label += "'"
         labels.add(label)
-        points.append(GridPoint(label, values, spec, measured))
+        points.append(GridPoint(label, values, spec, measured, match))
     return GridInfo(tuple(points), len(candidates) - len(points), duplicates)
 
 
 def _probe(space: SearchSpace, sampler_seed: int, seed: int) -> None:
-    """Build the corners and PROBE_SAMPLES random points of an Optuna space."""
+    """Build (and match) the corners and PROBE_SAMPLES random points of an Optuna space."""
     rng = random.Random(sampler_seed)
     candidates = [("the low corner", space.corner(high=False)), ("the high corner", space.corner(high=True))]
-    candidates += [("the sampled point", space.draw(rng)) for _ in range(PROBE_SAMPLES)]
+    samples = PROBE_SAMPLES if space.match is None else MATCHED_PROBE_SAMPLES
+    candidates += [("the sampled point", space.draw(rng)) for _ in range(samples)]
     measured = [space.measure(_built(space, values, seed, what)[0]) for what, values in candidates]
     _check_satisfiable(space, measured, sampled=True)
 
@@ -211,11 +239,7 @@ def _search_settings(model: StudyModel, points: int | None) -> SearchSettings:
 def _check_asha_budget(model: StudyModel, search: SearchSettings) -> None:
     if search.asha is None:
         return
-    epochs = model.train.epochs
-    if isinstance(epochs, Choice):
-        most = max(epochs.choice)
-    else:
-        most = epochs.high if isinstance(epochs, IntRange) else epochs
+    most = max_epochs(model)
     if search.asha.grace_period > most:
         raise FieldProblem(("search", "asha", "grace_period"),
                            f"longer than the longest training ({most} epochs), so ASHA never stops a trial",

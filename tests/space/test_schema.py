@@ -119,3 +119,28 @@ def test_fixed_groups_with_a_fixed_basic_block_is_an_error():
 def test_huge_grid_is_refused_without_listing_it():
     message = _error(train={"lr": {"float": [0.0001, 1.0], "step": 1.0e-9}})
     assert "space: the grid has up to 999,900,001 points; allowed: at most 20,000" in message
+
+
+def test_report_target_effect_defaults_to_one_point_and_round_trips():
+    import yaml
+
+    assert _study().model.report.target_effect == 0.01
+    study = _study(space={"shortcut": {"choice": ["A", "C"]},
+                          "match_complexity": {"by": "macs", "to": 4.0e7, "adjust": "stem_width"}})
+    study = study_from_dict({**yaml.safe_load(study.to_yaml()), "report": {"target_effect": 0.005}})
+    again = study_from_dict(yaml.safe_load(study.to_yaml()))
+    assert again.model.report.target_effect == 0.005 and again.raw["report"] == {"target_effect": 0.005}
+    assert again.match_complexity == {"by": "macs", "adjust": "stem_width", "tolerance": 0.01, "to": 4.0e7}
+
+
+@pytest.mark.parametrize("effect", [0, 1, 1.5, -0.01])
+def test_report_target_effect_is_a_fraction(effect):
+    with pytest.raises(StudyError, match=r"report\.target_effect: out of range; got .*; allowed: a number in \(0, 1\)"):
+        study_from_dict({"name": "t", "question": "q", "space": {"base": "cifar_resnet20"},
+                         "report": {"target_effect": effect}})
+
+
+def test_report_section_takes_no_unknown_field():
+    with pytest.raises(StudyError, match=r"report\.target: unknown field 'target' \(did you mean 'target_effect'\?\)"):
+        study_from_dict({"name": "t", "question": "q", "space": {"base": "cifar_resnet20"},
+                         "report": {"target": 0.01}})

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter
 
+from reports._edf import normalized_edf_frame
 from reports._load import Factor, RunData, level_labels
 from reports._stats import accuracy_values, error_edf_summary, learning_curves, level_frame, metric_name, pareto_front
 
@@ -154,6 +155,35 @@ def error_edf(run: RunData, factor: Factor | None) -> str:
         ax.set_ylabel("fraction of models with error < e")
         ax.set_ylim(0, 1.02)
         ax.set_title("Error EDF" + (f" by {factor.name}" if factor is not None else ""), fontsize=11)
+        return to_data_uri(figure)
+
+
+def normalized_error_edf(run: RunData, factor: Factor) -> str:
+    """Complexity-normalised error EDF per level (Radosavovic et al. 2019, arXiv 1905.13214, Sec. 3.2)."""
+    frame = normalized_edf_frame(run, factor)
+    legend_of = {}
+    for level in factor.levels:
+        of_level = frame[frame["level"] == level]
+        kept = of_level[of_level["weight"] > 0]
+        if len(kept):
+            mean = float(np.average(kept["error"], weights=kept["weight"]))
+            legend_of[level] = f"{level}  ({len(kept)} of {len(of_level)} trials, weighted mean {mean * 100:.2f}%)"
+    kept = frame[frame["weight"] > 0]
+    plot_frame = pd.DataFrame({"error": kept["error"].to_numpy() * 100.0, "weight": kept["weight"].to_numpy(),
+                               "level": kept["level"].map(legend_of).to_numpy()})
+    order = list(legend_of.values())
+    with _style():
+        figure = _new_figure((WIDE[0], WIDE[1] + 0.2 * len(order)))
+        ax = figure.add_subplot()
+        sns.ecdfplot(data=plot_frame, x="error", hue="level", weights="weight", hue_order=order,
+                     palette=palette(len(order)), linewidth=1.8, ax=ax)
+        if ax.get_legend() is not None:
+            sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False,
+                            title=factor.name, fontsize=9)
+        ax.set_xlabel(f"error e = 1 − {metric_name(run.headline_metric)} (%)")
+        ax.set_ylabel("weighted fraction of models with error < e")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"Complexity-normalised error EDF by {factor.name} (MACs)", fontsize=11)
         return to_data_uri(figure)
 
 

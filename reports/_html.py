@@ -165,6 +165,16 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[Any]], row_classes: It
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
+def verdict_class(verdict: str) -> str:
+    """The CSS class of a verdict, e.g. verdict-within-noise."""
+    return "verdict-" + verdict.replace(" ", "-")
+
+
+def verdict_html(verdict: str) -> str:
+    """A verdict as coloured bold text."""
+    return f'<span class="verdict {verdict_class(verdict)}">{escape(verdict)}</span>'
+
+
 def note(text: str) -> str:
     """A grey box with an explanation (escaped)."""
     return f'<div class="note">{escape(text)}</div>'

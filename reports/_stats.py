@@ -3,16 +3,29 @@
 Everything here is a plain function from a `RunData` (or arrays) to a
 DataFrame, with no plotting, so the bench can time it alone and tests can
 check it against scipy.
+
+One decision rule serves every comparison of a level with its reference, here
+and in reports._factorial: a paired t-test when the trials can be paired by
+seed, Welch's t-test otherwise (`compare`); Holm's adjustment over the
+comparisons of one table (`holm`); and a verdict of higher or lower exactly
+when the Holm-adjusted p-value is below ALPHA (`verdict`). The CI printed with
+it is that same t-test's own 95% CI of the difference, unadjusted: it excludes
+0 exactly when the unadjusted p is below ALPHA, so every "higher" or "lower"
+has a CI on its side of 0, while a CI that excludes 0 beside "within noise"
+marks a difference that does not survive the adjustment.
 """
 
 from __future__ import annotations
 
 import warnings
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from reports._load import STATUSES, Factor, RunData, level_labels
+
+import runfolder
+from reports._load import STATUSES, Factor, RunData, level_label, level_labels
 
 # Fixed so that a report built twice from one table prints the same intervals.
 BOOTSTRAP_SEED = 0
@@ -21,6 +34,9 @@ CONFIDENCE = 0.95
 # Upper bound on the resample-index matrix built at once (elements), so 10k
 # trials in one level do not allocate 2000 x 10000 indices in one go.
 _MAX_INDICES_PER_CHUNK = 4_000_000
+
+# The label of a null factor value (a conditional factor where it does not exist).
+NULL_LEVEL = level_label(None)
 
 # The accuracies the ablation reports, in the order shown.
 ABLATION_METRICS = ("test_acc", "val_acc_best")
@@ -31,15 +47,21 @@ METRIC_NAMES = {
     "val_acc_final": "final validation accuracy",
 }
 
+# The significance level of every verdict, and the confidence of every CI printed beside one.
+ALPHA = 0.05
+PAIRED_T = "paired t"
+WELCH_T = "Welch t"
+
 # Verdicts on a level's difference to the reference, and what each means; the
 # page prints this table as the ablation legend.
 VERDICTS = {
     "reference": "the level every other level is compared with",
-    "higher": "higher than the reference; the 95% bootstrap CI of the difference excludes 0",
-    "lower": "lower than the reference; the 95% bootstrap CI of the difference excludes 0",
-    "within noise": "the 95% bootstrap CI of the difference contains 0: no evidence of a difference",
+    "higher": "higher than the reference: Holm-adjusted p < 0.05",
+    "lower": "lower than the reference: Holm-adjusted p < 0.05",
+    "within noise": "Holm-adjusted p >= 0.05: no evidence of a difference at this number of trials",
     "n too small": "this level or the reference has fewer than 2 complete trials: no std, CI or test",
     "no trials": "no complete trial with this accuracy at this level",
+    "conditional": "the factor does not exist for these trials (its value is null), so there is no level to compare",
 }
 
 
@@ -95,18 +117,130 @@ def welch_p_value(values: np.ndarray, reference_values: np.ndarray) -> float:
         return float(stats.ttest_ind(values, reference_values, equal_var=False).pvalue)
 
 
-def verdict(n: int, reference_n: int, is_reference: bool, diff_ci: tuple[float, float], diff: float) -> str:
-    """One of the VERDICTS keys for a level's difference to the reference."""
-    if n == 0:
-        return "no trials"
-    if is_reference:
-        return "reference"
-    if n < 2 or reference_n < 2:
-        return "n too small"
-    low, high = diff_ci
-    if low <= 0.0 <= high:
-        return "within noise"
-    return "higher" if diff > 0 else "lower"
+def t_mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student-t CI of the mean (mean ± t·sd/√n); (nan, nan) with fewer than 2 values."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float("nan"), float("nan")
+    from scipy import stats
+
+    mean, sem = float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
+    if sem == 0.0:
+        return mean, mean
+    low, high = stats.t.interval(confidence, values.size - 1, loc=mean, scale=sem)
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A level against its reference by one t-test: every number a row of a comparison table prints."""
+
+    test: str              # PAIRED_T or WELCH_T
+    n: int                 # trials of the level (pairs, when paired)
+    n_ref: int             # trials of the reference (pairs, when paired)
+    diff: float            # mean of the level minus mean of the reference
+    ci_low: float          # the test's own 95% CI of `diff`
+    ci_high: float
+    p_value: float         # the test's two-sided p, unadjusted
+    effect_size: float     # Cohen's d_z (paired: diff / sd of the differences) or d (Welch: diff / pooled sd)
+    sd: float              # the sd that standardises `diff`: of the per-seed differences, or pooled
+
+    @property
+    def paired(self) -> bool:
+        return self.test == PAIRED_T
+
+
+def seed_pairs(values: np.ndarray, seeds: np.ndarray, reference: np.ndarray,
+               reference_seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (level, reference) values of the seeds both groups ran, in seed order; None when they cannot pair.
+
+    Pairs need each seed at most once per group (two trials with one seed in
+    one group have no single partner) and at least 2 shared seeds.
+    """
+    seeds, reference_seeds = pd.Series(seeds), pd.Series(reference_seeds)
+    if seeds.isna().any() or reference_seeds.isna().any() or seeds.duplicated().any() or reference_seeds.duplicated().any():
+        return None
+    shared = sorted(set(seeds) & set(reference_seeds))
+    if len(shared) < 2:
+        return None
+    level_of = dict(zip(seeds, np.asarray(values, dtype=float)))
+    reference_of = dict(zip(reference_seeds, np.asarray(reference, dtype=float)))
+    return np.array([level_of[seed] for seed in shared]), np.array([reference_of[seed] for seed in shared])
+
+
+def compare(values: np.ndarray, reference: np.ndarray, seeds: np.ndarray | None = None,
+            reference_seeds: np.ndarray | None = None, confidence: float = CONFIDENCE) -> Comparison:
+    """Compare a level with its reference: a paired t-test on the seeds both ran when seeds are given and pair
+    (trials that share a seed share data order and augmentation draws), else Welch's t-test.
+
+    Both need at least 2 values per group; the caller checks.
+    """
+    from scipy import stats  # imported here: a second of start-up that only comparisons need
+
+    pairs = None
+    if seeds is not None and reference_seeds is not None:
+        pairs = seed_pairs(values, seeds, reference, reference_seeds)
+    with warnings.catch_warnings():
+        # Constant groups have no variance; scipy warns and returns nan or inf, which we keep.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if pairs is not None:
+            level, ref = pairs
+            result = stats.ttest_rel(level, ref)
+            differences = level - ref
+            diff, sd = float(differences.mean()), float(differences.std(ddof=1))
+            test, n, n_ref = PAIRED_T, len(level), len(ref)
+        else:
+            level, ref = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+            result = stats.ttest_ind(level, ref, equal_var=False)
+            diff = float(level.mean() - ref.mean())
+            n, n_ref = len(level), len(ref)
+            sd = float(np.sqrt(((n - 1) * level.var(ddof=1) + (n_ref - 1) * ref.var(ddof=1)) / (n + n_ref - 2)))
+            test = WELCH_T
+        interval = result.confidence_interval(confidence)
+    effect_size = diff / sd if sd > 0 else float("nan")
+    return Comparison(test=test, n=n, n_ref=n_ref, diff=diff, ci_low=float(interval.low), ci_high=float(interval.high),
+                      p_value=float(result.pvalue), effect_size=effect_size, sd=sd)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-adjusted p-values (statsmodels multipletests) over one table's comparisons; nan stays nan."""
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p_values.shape, np.nan)
+    finite = np.isfinite(p_values)
+    if finite.any():
+        from statsmodels.stats.multitest import multipletests
+
+        adjusted[finite] = multipletests(p_values[finite], alpha=ALPHA, method="holm")[1]
+    return adjusted
+
+
+def verdict(diff: float, p_adjusted: float) -> str:
+    """The decision rule: higher or lower when the Holm-adjusted p is below ALPHA, else within noise."""
+    if np.isfinite(p_adjusted) and p_adjusted < ALPHA:
+        return "higher" if diff > 0 else "lower"
+    return "within noise"
+
+
+def pairable(run: RunData, factor: Factor, *groups: pd.DataFrame) -> bool:
+    """True when the trials of `groups` (a level's and its reference's) differ only in `factor` and the seed.
+
+    Only then does a shared seed make two trials a pair; a comparison pooled
+    over another factor's levels, or over a searched numeric one, is unpaired.
+    """
+    if any("seed" not in group.columns for group in groups):
+        return False
+    for other in run.factors:
+        if other.name == factor.name or other.column not in groups[0].columns:
+            continue
+        # Raw values, not labels: 20 and 20.0 hash alike, and null counts as a value of its own.
+        if pd.concat([group[other.column] for group in groups]).nunique(dropna=False) > 1:
+            return False
+    return True
+
+
+def conditional(run: RunData, factor: Factor) -> bool:
+    """True when the factor exists only for some trials (e.g. bottleneck_ratio for basic blocks: null there)."""
+    return factor.column in run.results.columns and bool(run.results[factor.column].isna().any())
 
 
 def accuracy_values(run: RunData, metric: str) -> pd.DataFrame:
@@ -118,47 +252,65 @@ def accuracy_values(run: RunData, metric: str) -> pd.DataFrame:
 
 
 def ablation_table(run: RunData) -> pd.DataFrame:
-    """For each categorical factor, level and accuracy: n, mean, std, CI, difference to the reference, p, verdict."""
+    """For each categorical factor, level and accuracy: n, mean, std, CI, and the level against the reference
+    pooled over the other factors' levels (test, difference, its CI, p, Holm p over the factor, verdict)."""
     rows = []
     metrics = [metric for metric in ABLATION_METRICS if metric in run.results.columns]
     for factor in run.categorical_factors:
+        is_conditional = conditional(run, factor)
         for metric in metrics:
             scored = accuracy_values(run, metric)
-            groups = {level: values.to_numpy(dtype=float)
-                      for level, values in scored[metric].groupby(level_labels(scored[factor.column]))}
-            samples = {level: groups.get(level, np.array([])) for level in factor.levels}
-            boot = {level: bootstrap_means(samples[level], seed=f"{factor.name}|{level}|{metric}")
-                    for level in factor.levels}
-            reference = samples.get(factor.reference, np.array([]))
-            for level in factor.levels:
-                rows.append(_ablation_row(factor, level, metric, samples[level], reference, boot))
-    columns = ["factor", "level", "is_reference", "metric", "n", "mean", "std", "ci_low", "ci_high",
-               "diff", "diff_ci_low", "diff_ci_high", "p_value", "verdict"]
+            labels = level_labels(scored[factor.column])
+            groups = {level: scored[labels == level] for level in factor.levels}
+            reference = groups[factor.reference] if factor.reference in groups else scored.iloc[0:0]
+            paired_ok = pairable(run, factor, scored)
+            family = [_ablation_row(factor, level, metric, groups[level], reference, paired_ok,
+                                    skip=is_conditional and level == NULL_LEVEL)
+                      for level in factor.levels]
+            adjusted = holm([row["p_value"] for row in family])
+            for row, p_adjusted in zip(family, adjusted):
+                row["p_adjusted"] = p_adjusted
+                if row["verdict"] is None:
+                    row["verdict"] = verdict(row["diff"], p_adjusted)
+            rows += family
+    columns = ["factor", "level", "is_reference", "metric", "n", "mean", "std", "ci_low", "ci_high", "test",
+               "diff", "diff_ci_low", "diff_ci_high", "effect_size", "p_value", "p_adjusted", "verdict"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def _ablation_row(factor: Factor, level: str, metric: str, values: np.ndarray,
-                  reference: np.ndarray, boot: dict[str, np.ndarray]) -> dict:
-    n, reference_n = len(values), len(reference)
+def _ablation_row(factor: Factor, level: str, metric: str, trials: pd.DataFrame, reference: pd.DataFrame,
+                  paired_ok: bool, skip: bool) -> dict:
+    values, reference_values = trials[metric].to_numpy(dtype=float), reference[metric].to_numpy(dtype=float)
+    n, reference_n = len(values), len(reference_values)
     is_reference = level == factor.reference
     nan = float("nan")
-    mean = float(values.mean()) if n else nan
-    std = float(values.std(ddof=1)) if n >= 2 else nan
-    ci = percentile_interval(boot[level]) if n >= 2 else (nan, nan)
-    diff, diff_ci, p_value = nan, (nan, nan), nan
-    if not is_reference and n and reference_n:
-        diff = mean - float(reference.mean())
-        if n >= 2 and reference_n >= 2:
-            # Each group is resampled on its own (independent samples), so the
-            # difference of their bootstrap means is a bootstrap of the difference.
-            diff_ci = percentile_interval(boot[level] - boot[factor.reference])
-            p_value = welch_p_value(values, reference)
-    return {
-        "factor": factor.name, "level": level, "is_reference": is_reference, "metric": metric,
-        "n": n, "mean": mean, "std": std, "ci_low": ci[0], "ci_high": ci[1],
-        "diff": diff, "diff_ci_low": diff_ci[0], "diff_ci_high": diff_ci[1], "p_value": p_value,
-        "verdict": verdict(n, reference_n, is_reference, diff_ci, diff),
+    row = {
+        "factor": factor.name, "level": level, "is_reference": is_reference, "metric": metric, "n": n,
+        "mean": float(values.mean()) if n else nan, "std": float(values.std(ddof=1)) if n >= 2 else nan,
+        # The CI of one level's mean is a percentile bootstrap; the CI of a difference is its test's own.
+        "ci_low": nan, "ci_high": nan, "test": "", "diff": nan, "diff_ci_low": nan, "diff_ci_high": nan,
+        "effect_size": nan, "p_value": nan, "verdict": None,
     }
+    if n >= 2:
+        row["ci_low"], row["ci_high"] = bootstrap_mean_ci(values, seed=f"{factor.name}|{level}|{metric}")
+    if n == 0:
+        row["verdict"] = "no trials"
+    elif is_reference:
+        row["verdict"] = "reference"
+    elif skip:
+        row["verdict"] = "conditional"
+    elif reference_n == 0:
+        row["verdict"] = "n too small"
+    else:
+        row["diff"] = row["mean"] - float(reference_values.mean())
+        if n < 2 or reference_n < 2:
+            row["verdict"] = "n too small"
+        else:
+            seeds = (trials["seed"].to_numpy(), reference["seed"].to_numpy()) if paired_ok else (None, None)
+            result = compare(values, reference_values, *seeds)
+            row.update(test=result.test, diff=result.diff, diff_ci_low=result.ci_low, diff_ci_high=result.ci_high,
+                       effect_size=result.effect_size, p_value=result.p_value)
+    return row
 
 
 def pareto_front(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -201,18 +353,12 @@ def status_counts(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def top_trials(run: RunData, k: int) -> pd.DataFrame:
-    """The k best complete trials by the study objective, ranked 1..k (ties: lower trial number first)."""
-    metric = run.ranking_metric
-    scored = accuracy_values(run, metric)
-    tie_break = "number" if "number" in scored.columns else "trial_id"
-    ranked = scored.sort_values([metric, tie_break], ascending=[not run.ranking_maximize, True], kind="stable")
-    ranked = ranked.head(k).reset_index(drop=True)
-    wanted = ["trial_id", "number", metric, "test_acc", "val_acc_best", "params", "macs", "seed",
+    """The k best trials in the run-folder ranking, `rank` 0 = best, as in models.load(run, rank=0)."""
+    ranked = runfolder.ranked_frame(run.results).head(k)
+    wanted = ["rank", "trial_id", "number", run.ranking_metric, "test_acc", "val_acc_best", "params", "macs", "seed",
               *[factor.column for factor in run.factors], "arch_key", "arch_yaml", "checkpoint"]
     columns = list(dict.fromkeys(column for column in wanted if column in ranked.columns))
-    table = ranked[columns].copy()
-    table.insert(0, "rank", np.arange(len(table)))  # 0 = best, as in models.load(run, rank=0)
-    return table
+    return ranked[columns].reset_index(drop=True)
 
 
 def failed_trials(run: RunData) -> pd.DataFrame:

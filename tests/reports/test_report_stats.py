@@ -9,7 +9,7 @@ from scipy import stats
 
 from reports import ablation_table, bootstrap_mean_ci, load_run, pareto_front, welch_p_value
 from reports._load import level_label
-from reports._stats import bootstrap_means, failure_messages, failed_trials, status_counts, top_trials
+from reports._stats import bootstrap_means, failure_messages, failed_trials, status_counts, t_mean_ci, top_trials
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
@@ -36,6 +36,13 @@ def test_bootstrap_of_a_large_group_is_chunked_but_complete():
     means = bootstrap_means(values, seed="big")
     assert means.shape == (2000,) and np.isfinite(means).all()
     assert abs(means.std() - values.std() / np.sqrt(values.size)) < 0.2 * values.std() / np.sqrt(values.size)
+
+
+def test_t_mean_ci_equals_scipy():
+    values = np.random.default_rng(6).normal(0.8, 0.02, 7)
+    expected = stats.t.interval(0.95, 6, loc=values.mean(), scale=stats.sem(values))
+    assert t_mean_ci(values) == pytest.approx(expected, rel=1e-12)
+    assert all(np.isnan(bound) for bound in t_mean_ci(values[:1]))
 
 
 def test_bootstrap_ci_needs_two_values():
@@ -71,18 +78,30 @@ def test_ablation_matches_independent_computation(grid_run, factor, reference, m
         if level == reference:
             assert row["verdict"] == "reference" and np.isnan(row["p_value"])
             continue
-        expected_p = stats.ttest_ind(values, groups[reference], equal_var=False).pvalue
-        assert row["p_value"] == pytest.approx(expected_p, rel=1e-9)
+        # Pooled over the other factor, trials of one seed differ in more than this factor: Welch, unpaired.
+        expected = stats.ttest_ind(values, groups[reference], equal_var=False)
+        interval = expected.confidence_interval(0.95)
+        assert row["test"] == "Welch t"
+        assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
         assert row["diff"] == pytest.approx(values.mean() - groups[reference].mean(), abs=1e-12)
-        assert row["diff_ci_low"] < row["diff"] < row["diff_ci_high"]
+        assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((interval.low, interval.high), abs=1e-12)
+    # Holm over the comparisons of one factor and metric (statsmodels multipletests).
+    from statsmodels.stats.multitest import multipletests
+
+    compared = rows[~rows["is_reference"]]
+    assert compared["p_adjusted"].to_numpy() == pytest.approx(
+        multipletests(compared["p_value"].to_numpy(), method="holm")[1], rel=1e-12)
 
 
-def test_ablation_verdicts_follow_the_confidence_interval(grid_run):
+def test_ablation_verdicts_follow_the_holm_p_value(grid_run):
     table = ablation_table(load_run(grid_run))
     compared = table[~table["is_reference"]]
     for row in compared.itertuples():
-        contains_zero = row.diff_ci_low <= 0 <= row.diff_ci_high
-        assert row.verdict == ("within noise" if contains_zero else "higher" if row.diff > 0 else "lower")
+        decided = row.p_adjusted < 0.05
+        assert row.verdict == ("higher" if decided and row.diff > 0 else "lower" if decided else "within noise")
+        # The CI is the same test's: a verdict never sits beside a CI that contains 0.
+        if decided:
+            assert not row.diff_ci_low <= 0 <= row.diff_ci_high
     # The synthetic effects: B is 4 points above A, depth 56 is 3 above 20; both far beyond the noise.
     verdict = table.set_index(["factor", "level", "metric"])["verdict"]
     assert verdict[("shortcut", "B", "test_acc")] == "higher"
@@ -106,7 +125,8 @@ def test_one_trial_gives_n_too_small_or_no_trials(one_trial_run):
 
 def test_level_with_one_trial_is_n_too_small(grid_run):
     run = load_run(grid_run)
-    keep = (run.results["factor.shortcut"] != "C") | (run.results["trial_id"] == "trial_00012")
+    complete_c = run.results[(run.results["factor.shortcut"] == "C") & (run.results["status"] == "complete")]
+    keep = (run.results["factor.shortcut"] != "C") | (run.results["trial_id"] == complete_c["trial_id"].iloc[0])
     run.results = run.results[keep | (run.results["status"] != "complete")].reset_index(drop=True)
     table = ablation_table(run)
     row = table[(table["level"] == "C") & (table["metric"] == "test_acc")].iloc[0]

@@ -1,0 +1,316 @@
+"""Factorial statistics: cell means, simple effects and interaction tests of a study's categorical factors.
+
+A comparison pooled over another factor's levels answers "is B better than A
+on average over depths?", and hides the answer when the depths disagree: He
+et al. 2015 (arXiv 1512.03385) find a plain net fine at 20 layers and worse at
+56. So each level is also compared with its reference *within* every
+combination of the other factors (a simple effect), and each pair of factors
+gets a two-way ANOVA interaction test (statsmodels `ols` + `anova_lm`).
+
+Simple effects follow the decision rule of reports._stats: a paired t-test
+when both groups ran the same seeds and differ only in the compared factor,
+Welch's t-test otherwise; Holm over the comparisons of one factor and metric;
+a verdict of higher or lower exactly when the Holm-adjusted p is below 0.05.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from reports._load import Factor, RunData, level_labels
+from reports._stats import (ABLATION_METRICS, ALPHA, NULL_LEVEL, Comparison, accuracy_values, compare, conditional,
+                            holm, pairable, t_mean_ci, verdict)
+
+# The ANOVA of each pair of factors; named in the table and the page. Seeds
+# shared across cells enter as blocks (a randomised complete block design), as
+# the simple effects pair by seed: a seed's data order and augmentation move
+# every cell it ran, and leaving that in the residual hides interactions.
+INTERACTION_TEST = "two-way ANOVA F (Type II)"
+BLOCKED_TEST = "two-way ANOVA F (Type II), seeds as blocks"
+INTERACTION_VERDICTS = {
+    "interaction": "p < 0.05: the effect of one factor depends on the level of the other; read the simple effects, "
+                   "not the pooled comparisons",
+    "within noise": "p >= 0.05: no evidence that the effects differ between levels",
+    "not testable": "the design cannot separate the interaction (see the reason)",
+}
+
+SIMPLE_EFFECT_COLUMNS = ["factor", "level", "reference", "within", "metric", "n", "n_ref", "paired", "diff",
+                         "diff_ci_low", "diff_ci_high", "p_value", "p_adjusted", "verdict", "test", "effect_size"]
+INTERACTION_COLUMNS = ["factor_a", "factor_b", "metric", "statistic", "p_value", "effect_size", "verdict",
+                       "test", "df_num", "df_den", "n", "reason"]
+CELL_STAT_COLUMNS = ["metric", "n", "mean", "sd", "ci_low", "ci_high"]
+
+
+def factorial_factors(run: RunData) -> list[Factor]:
+    """The categorical factors with at least two levels to compare (a null '(none)' level does not count)."""
+    return [factor for factor in run.categorical_factors
+            if len([level for level in factor.levels if level != NULL_LEVEL]) >= 2]
+
+
+def _metrics(run: RunData) -> list[str]:
+    return [metric for metric in ABLATION_METRICS if metric in run.results.columns]
+
+
+def within_text(within: tuple[tuple[str, str], ...]) -> str:
+    """The other factors' levels as `name=value` joined by '; ' (the `within` column); '' for none."""
+    return "; ".join(f"{name}={value}" for name, value in within)
+
+
+@dataclass(frozen=True)
+class SimpleComparison:
+    """A level and its reference within one combination of the other factors, before any test."""
+
+    factor: Factor
+    level: str
+    within: tuple[tuple[str, str], ...]
+    metric: str
+    trials: pd.DataFrame
+    reference_trials: pd.DataFrame
+    pairable: bool
+
+    @property
+    def reference(self) -> str:
+        return self.factor.reference
+
+    @property
+    def testable(self) -> bool:
+        """Both groups hold at least 2 trials: the least a t-test needs."""
+        return len(self.trials) >= 2 and len(self.reference_trials) >= 2
+
+    def t_test(self) -> Comparison:
+        """The comparison by the report's one decision rule (reports._stats.compare)."""
+        values = self.trials[self.metric].to_numpy(dtype=float)
+        reference = self.reference_trials[self.metric].to_numpy(dtype=float)
+        if self.pairable:
+            return compare(values, reference, self.trials["seed"].to_numpy(), self.reference_trials["seed"].to_numpy())
+        return compare(values, reference)
+
+
+def _labels(frame: pd.DataFrame, factors: list[Factor]) -> pd.DataFrame:
+    return pd.DataFrame({factor.name: level_labels(frame[factor.column]) for factor in factors}, index=frame.index)
+
+
+def simple_comparisons(run: RunData, metric: str, factor: Factor,
+                       factors: list[Factor] | None = None) -> Iterator[SimpleComparison]:
+    """Each level of `factor` against its reference within every combination of the other `factors`' levels.
+
+    A conditional factor's null level is never compared (it has no value to
+    test). A combination that ran the level but too few trials of it or of the
+    reference still yields its comparison, which is then not `testable`.
+    """
+    factors = factorial_factors(run) if factors is None else factors
+    others = [other for other in factors if other.name != factor.name]
+    scored = accuracy_values(run, metric)
+    labels = _labels(scored, [factor, *others])
+    if others:
+        grouped = labels.groupby([other.name for other in others], sort=False).groups
+        groups = {key if isinstance(key, tuple) else (key,): index for key, index in grouped.items()}
+    else:
+        groups = {(): scored.index}
+    for combination in itertools.product(*(other.levels for other in others)):
+        if combination not in groups:
+            continue
+        index = groups[combination]
+        cell, cell_labels = scored.loc[index], labels.loc[index, factor.name]
+        reference = cell[cell_labels == factor.reference]
+        within = tuple((other.name, value) for other, value in zip(others, combination))
+        for level in factor.levels:
+            if level in (factor.reference, NULL_LEVEL):
+                continue
+            trials = cell[cell_labels == level]
+            if trials.empty:
+                continue
+            yield SimpleComparison(factor, level, within, metric, trials, reference,
+                                   pairable(run, factor, trials, reference))
+
+
+def tested_comparisons(run: RunData, factors: list[Factor] | None = None) -> list[tuple[SimpleComparison, Comparison]]:
+    """Every testable simple comparison of every factor and accuracy with its t-test, in table order."""
+    factors = factorial_factors(run) if factors is None else factors
+    return [(comparison, comparison.t_test()) for metric in _metrics(run) for factor in factors
+            for comparison in simple_comparisons(run, metric, factor, factors) if comparison.testable]
+
+
+def _untestable_counts(run: RunData, factors: list[Factor]) -> dict[str, int]:
+    counts = {}
+    for factor in factors:
+        count = sum(not comparison.testable for comparison in simple_comparisons(run, run.headline_metric, factor, factors))
+        if count:
+            counts[factor.name] = count
+    return counts
+
+
+def simple_effects_table(run: RunData, factors: list[Factor] | None = None,
+                         tested: list[tuple[SimpleComparison, Comparison]] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """simple_effects.csv and notes on what it leaves out; Holm over the comparisons of one factor and metric."""
+    factors = factorial_factors(run) if factors is None else factors
+    tested = tested_comparisons(run, factors) if tested is None else tested
+    rows, notes = [], []
+    untestable = _untestable_counts(run, factors)
+    for metric in _metrics(run):
+        for factor in factors:
+            family = []
+            for comparison, result in tested:
+                if comparison.metric != metric or comparison.factor.name != factor.name:
+                    continue
+                family.append({
+                    "factor": factor.name, "level": comparison.level, "reference": factor.reference,
+                    "within": within_text(comparison.within), "metric": metric, "n": result.n, "n_ref": result.n_ref,
+                    "paired": result.paired, "diff": result.diff, "diff_ci_low": result.ci_low,
+                    "diff_ci_high": result.ci_high, "p_value": result.p_value, "test": result.test,
+                    "effect_size": result.effect_size,
+                })
+            for row, p_adjusted in zip(family, holm([row["p_value"] for row in family])):
+                row["p_adjusted"] = p_adjusted
+                row["verdict"] = verdict(row["diff"], p_adjusted)
+            rows += family
+    for name, count in untestable.items():
+        notes.append(f"{count} simple effect(s) of {name} are left out: the level or the reference has fewer than 2 "
+                     "complete trials in that combination of the other factors.")
+    tested = {row["factor"] for row in rows}
+    for factor in factors:
+        if factor.name not in tested and len(factors) > 1:
+            notes.append(f"{factor.name} has no simple effect to test: no combination of the other factors holds 2 or "
+                         f"more trials of both a level and the reference {factor.reference} (the factors are not "
+                         "crossed); see its pooled comparison.")
+        if conditional(run, factor):
+            notes.append(f"{factor.name} is conditional: it exists only for some trials (null for the others), so it "
+                         f"has no '{NULL_LEVEL}' level to test; its comparisons use only the trials where it is set.")
+    return pd.DataFrame(rows, columns=SIMPLE_EFFECT_COLUMNS), notes
+
+
+def cell_means_table(run: RunData, factors: list[Factor] | None = None) -> pd.DataFrame:
+    """cell_means.csv: n, mean, sd and t-based 95% CI of each accuracy in every combination of levels that was run."""
+    factors = factorial_factors(run) if factors is None else factors
+    columns = [factor.column for factor in factors] + CELL_STAT_COLUMNS
+    if not factors:
+        return pd.DataFrame(columns=columns)
+    run_cells = set(_labels(run.results, factors).itertuples(index=False, name=None))
+    rows = []
+    for metric in _metrics(run):
+        scored = accuracy_values(run, metric)
+        labels = _labels(scored, factors)
+        values = scored[metric].groupby([labels[factor.name] for factor in factors], sort=False)
+        groups = {key if isinstance(key, tuple) else (key,): group.to_numpy(dtype=float) for key, group in values}
+        for combination in itertools.product(*(factor.levels for factor in factors)):
+            if combination not in run_cells:
+                continue
+            sample = groups.get(combination, np.array([]))
+            low, high = t_mean_ci(sample)
+            rows.append({**{factor.column: level for factor, level in zip(factors, combination)}, "metric": metric,
+                         "n": len(sample), "mean": float(sample.mean()) if len(sample) else float("nan"),
+                         "sd": float(sample.std(ddof=1)) if len(sample) >= 2 else float("nan"),
+                         "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _seeds_are_blocks(scored: pd.DataFrame) -> bool:
+    """Seeds are blocks when there are several and every one ran more than one trial (cell)."""
+    if "seed" not in scored.columns or scored["seed"].isna().any():
+        return False
+    counts = scored["seed"].value_counts()
+    return len(counts) >= 2 and bool((counts >= 2).all())
+
+
+def _interaction_row(run: RunData, a: Factor, b: Factor, factors: list[Factor], metric: str) -> dict:
+    row = {"factor_a": a.name, "factor_b": b.name, "metric": metric, "statistic": np.nan, "p_value": np.nan,
+           "effect_size": np.nan, "verdict": "not testable", "test": INTERACTION_TEST, "df_num": np.nan,
+           "df_den": np.nan, "n": 0, "reason": ""}
+    scored = accuracy_values(run, metric)
+    labels = _labels(scored, factors)
+    # A conditional factor's null cells have no level to test: only trials where both factors exist enter.
+    keep = (labels[a.name] != NULL_LEVEL) & (labels[b.name] != NULL_LEVEL)
+    scored, labels = scored[keep], labels[keep]
+    row["n"] = len(scored)
+    if labels[a.name].nunique() < 2 or labels[b.name].nunique() < 2:
+        row["reason"] = (f"fewer than 2 levels of {a.name} or {b.name} among the trials where both exist "
+                         "(one is conditional on the other)")
+        return row
+    crossed = pd.crosstab(labels[a.name], labels[b.name])
+    if (crossed == 0).to_numpy().any():
+        row["reason"] = f"not every combination of {a.name} and {b.name} has a complete trial, so they are not crossed"
+        return row
+    covariates = [other for other in factors if other.name not in (a.name, b.name)
+                  and (labels[other.name] != NULL_LEVEL).all() and labels[other.name].nunique() >= 2]
+    frame = pd.DataFrame({"y": scored[metric].to_numpy(dtype=float), "a": labels[a.name].to_numpy(),
+                          "b": labels[b.name].to_numpy(),
+                          **{f"c{i}": labels[other.name].to_numpy() for i, other in enumerate(covariates)}})
+    formula = "y ~ C(a) * C(b)" + "".join(f" + C(c{i})" for i in range(len(covariates)))
+    if _seeds_are_blocks(scored):
+        frame["seed"] = scored["seed"].astype(str).to_numpy()
+        formula += " + C(seed)"
+        row["test"] = BLOCKED_TEST
+    from statsmodels.formula.api import ols  # imported here: only crossed studies pay for statsmodels
+    from statsmodels.stats.anova import anova_lm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ols(formula, frame).fit()
+        if model.df_resid <= 0:
+            row["reason"] = "one trial per combination: no residual variance to test the interaction against"
+            return row
+        if model.model.rank < model.model.exog.shape[1]:
+            row["reason"] = "the design confounds this pair with another factor"
+            return row
+        table = anova_lm(model, typ=2)
+    term = table.loc["C(a):C(b)"]
+    residual = table.loc["Residual"]
+    p_value = float(term["PR(>F)"])
+    row.update(statistic=float(term["F"]), p_value=p_value, df_num=float(term["df"]), df_den=float(residual["df"]),
+               # Partial eta squared: the interaction's share of the variance it and the noise explain.
+               effect_size=float(term["sum_sq"] / (term["sum_sq"] + residual["sum_sq"])),
+               verdict="interaction" if np.isfinite(p_value) and p_value < ALPHA else "within noise")
+    return row
+
+
+def interactions_table(run: RunData, factors: list[Factor] | None = None) -> pd.DataFrame:
+    """interactions.csv: a two-way ANOVA interaction test for each pair of factors and each accuracy.
+
+    The verdict is the F-test's own p against 0.05, unadjusted: a found
+    interaction only sends the reader from the pooled table to the simple
+    effects, and a missed one is the costlier mistake.
+    """
+    factors = factorial_factors(run) if factors is None else factors
+    rows = [_interaction_row(run, a, b, factors, metric)
+            for metric in _metrics(run) for a, b in itertools.combinations(factors, 2)]
+    return pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
+
+
+@dataclass
+class Factorial:
+    """The factorial tables of a run: cell means, simple effects and interactions, and notes on what they omit."""
+
+    factors: list[Factor]
+    cell_means: pd.DataFrame
+    simple_effects: pd.DataFrame
+    interactions: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    # The simple comparisons behind `simple_effects`, with their tests, for the seed plan to reuse.
+    tested: list[tuple[SimpleComparison, Comparison]] = field(default_factory=list, repr=False)
+
+    @property
+    def crossed(self) -> bool:
+        """Two or more factors: only then do simple effects differ from the pooled comparisons."""
+        return len(self.factors) >= 2
+
+    def interacting(self, factor: str, metric: str | None = None) -> pd.DataFrame:
+        """The interactions found (p < 0.05) that involve `factor` (for `metric`, when given)."""
+        table = self.interactions
+        found = table[(table["verdict"] == "interaction") & ((table["factor_a"] == factor) | (table["factor_b"] == factor))]
+        return found if metric is None else found[found["metric"] == metric]
+
+
+def factorial_tables(run: RunData) -> Factorial:
+    """Cell means, simple effects and interaction tests of every categorical factor with 2 or more levels."""
+    factors = factorial_factors(run)
+    tested = tested_comparisons(run, factors)
+    simple, notes = simple_effects_table(run, factors, tested)
+    return Factorial(factors=factors, cell_means=cell_means_table(run, factors), simple_effects=simple,
+                     interactions=interactions_table(run, factors), notes=notes, tested=tested)
+

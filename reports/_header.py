@@ -1,0 +1,200 @@
+"""The top of a report page: the study question, loud banners, the answer at a glance, and what was run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports import _html as h
+from reports._html import Cell, verdict_html
+from reports._load import RunData
+from reports._stats import accuracy_values, metric_name
+from reports._tables import ReportTables
+
+# ---------------------------------------------------------------- formatting
+
+
+def _duration(seconds: Any) -> str:
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        return "unknown"
+    if np.isnan(seconds):
+        return "unknown"
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _value(mapping: Any, *path: str, default: str = "unknown") -> Any:
+    for key in path:
+        if not isinstance(mapping, dict) or key not in mapping or mapping[key] is None:
+            return default
+        mapping = mapping[key]
+    return mapping
+
+
+def _seeds_text(seeds: Any) -> str:
+    if not isinstance(seeds, list):
+        return "unknown"
+    if len(seeds) > 8:
+        return f"{', '.join(map(str, seeds[:3]))}, …, {seeds[-1]} ({len(seeds)} seeds)"
+    return ", ".join(map(str, seeds))
+
+
+# ---------------------------------------------------------------- header
+
+
+def _banners(run: RunData, tables: ReportTables) -> list[str]:
+    info, banners = run.info, []
+    dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
+    if dataset.get("embedded_sample"):
+        banners.append(h.banner(
+            f"EMBEDDED SAMPLE, NOT THE FULL DATASET: trained on the {dataset.get('n_train', '?')}-image sample of "
+            f"{dataset.get('name', 'the dataset')} bundled with resnas. Accuracies are far below full-data results; "
+            "use them only to compare levels with each other."
+            + (f" Why: {dataset['fallback_reason']}" if dataset.get("fallback_reason") else ""), "danger"))
+    if dataset.get("name") == "synthetic":
+        banners.append(h.banner("SYNTHETIC DATA: these accuracies say nothing about real images.", "danger"))
+    if info and not info.get("finished"):
+        banners.append(h.banner("The study has not finished (run.json has no finish time): "
+                                "the tables cover the trials recorded so far."))
+    n_complete = int((run.results["status"] == "complete").sum())
+    if len(run.results) == 0:
+        banners.append(h.banner("results.parquet holds no trial: there is nothing to report yet.", "danger"))
+    elif len(accuracy_values(run, run.headline_metric)) == 0:
+        banners.append(h.banner(
+            f"No trial completed with an accuracy ({n_complete} complete, {len(run.results) - n_complete} failed or "
+            "pruned): no statistic, figure or ranking can be computed. See the failed and pruned trials below.",
+            "danger"))
+    if run.headline_metric != "test_acc":
+        banners.append(h.banner(f"No test accuracy was recorded: figures and the findings use "
+                                f"{metric_name(run.headline_metric)} instead."))
+    return banners
+
+
+def _metadata(run: RunData, tables: ReportTables) -> str:
+    info = run.info
+    dataset = _value(info, "dataset", default={})
+    budget = _value(info, "budget", default={})
+    hardware = _value(info, "hardware", default={})
+    versions = _value(info, "versions", default={})
+    sizes = ", ".join(f"{_value(dataset, key)} {key[2:]}" for key in ("n_train", "n_val", "n_test"))
+    sample = " — EMBEDDED SAMPLE" if _value(dataset, "embedded_sample", default=False) else " — full dataset"
+    seeds = _value(budget, "seeds", default=None)
+    gpus = _value(hardware, "gpus", default=[])
+    rows = [
+        ("Strategy", _value(info, "strategy")),
+        ("Dataset", f"{_value(dataset, 'name')}{sample if dataset else ''} ({sizes})" if dataset else "unknown"),
+        ("Budget", f"epochs: {_value(budget, 'epochs')}; trials planned: {_value(budget, 'trials')}, recorded: "
+                   f"{len(run.results)}; seeds: {_seeds_text(seeds)}"),
+        ("Hardware", f"{_value(hardware, 'cpu')} ({_value(hardware, 'cpus')} CPUs); GPUs: "
+                     f"{', '.join(map(str, gpus)) if gpus else 'none'}; host {_value(hardware, 'hostname')}"),
+        ("Versions", ", ".join(f"{package} {_value(versions, package)}"
+                               for package in ("torch", "ray", "optuna", "python", "resnas"))),
+        ("Started / finished", f"{_value(info, 'started')} / {_value(info, 'finished', default='not finished')}"),
+        ("Wall time", _duration(info.get("wall_s"))),
+        ("Device-hours", (f"{float(info['device_hours']):.3f} {info.get('device_hours_unit', '')}".rstrip()
+                          if isinstance(info.get("device_hours"), (int, float)) else "unknown")),
+        ("Ranking objective", f"{run.ranking_metric} ({'max' if run.ranking_maximize else 'min'})"),
+    ]
+    items = "".join(f"<dt>{h.escape(label)}</dt><dd>{h.escape(text)}</dd>" for label, text in rows)
+    counts = tables.status_counts
+    count_rows = [[row.status, Cell(h.count(row.trials), key=f"counts.{row.status}", value=int(row.trials), numeric=True)]
+                  for row in counts.itertuples()]
+    return (f'<dl class="meta">{items}</dl><h3>Trials by status</h3>'
+            f'<div style="max-width:360px">{h.table(["status", "trials"], count_rows, testid="status-counts")}</div>')
+
+
+# The answer at a glance lists at most this many pooled and this many simple-effect lines.
+MAX_POOLED_LINES = 12
+MAX_SIMPLE_LINES = 8
+
+
+def _pooled_lines(run: RunData, tables: ReportTables) -> list[str]:
+    metric, ablation, lines = run.headline_metric, tables.ablation, []
+    compared = ablation[(ablation["metric"] == metric) & ~ablation["is_reference"]]
+    for row in compared.head(MAX_POOLED_LINES).itertuples():
+        factor = next(f for f in run.factors if f.name == row.factor)
+        others = [other.name for other in tables.factorial.factors if other.name != factor.name]
+        pooled = f" (pooled over {h.escape(', '.join(others))})" if tables.factorial.crossed and others else ""
+        name = f"<b>{h.escape(row.factor)} = {h.escape(row.level)}</b> vs {h.escape(factor.reference)}{pooled}"
+        if row.verdict in ("higher", "lower", "within noise"):
+            lines.append(
+                f"{name}: {h.signed_points(row.diff)} pp {h.escape(metric_name(metric))} (95% CI "
+                f"{h.signed_points(row.diff_ci_low)} to {h.signed_points(row.diff_ci_high)}; {h.escape(row.test)} "
+                f"p = {h.p_value_text(row.p_value)}, Holm p = {h.p_value_text(row.p_adjusted)}; n = {row.n} vs "
+                f"{_reference_n(ablation, row)}) — {verdict_html(row.verdict)}.")
+        else:
+            lines.append(f"{name}: {verdict_html(row.verdict)} (n = {row.n} vs {_reference_n(ablation, row)}); "
+                         "no comparison is possible.")
+    if len(compared) > MAX_POOLED_LINES:
+        lines.append(f"… and {len(compared) - MAX_POOLED_LINES} more comparisons in the ablation table.")
+    return lines
+
+
+def _factorial_lines(run: RunData, tables: ReportTables) -> list[str]:
+    """Interactions found, the simple effects with a verdict, and how many are within noise."""
+    metric, factorial, lines = run.headline_metric, tables.factorial, []
+    interactions = factorial.interactions
+    for row in interactions[(interactions["metric"] == metric) & (interactions["verdict"] == "interaction")].itertuples():
+        lines.append(f"<b>Interaction: {h.escape(row.factor_a)} × {h.escape(row.factor_b)}</b> on "
+                     f"{h.escape(metric_name(metric))} (two-way ANOVA p = {h.p_value_text(row.p_value)}, partial η² = "
+                     f"{row.effect_size:.2f}): the pooled lines of these factors average effects that differ; the "
+                     "simple effects say where each holds.")
+    if not factorial.crossed:
+        return lines
+    simple = factorial.simple_effects[factorial.simple_effects["metric"] == metric]
+    decided = simple[simple["verdict"].isin(["higher", "lower"])]
+    for row in decided.head(MAX_SIMPLE_LINES).itertuples():
+        lines.append(f"Simple effect at {h.escape(row.within.replace('; ', ', '))}: <b>{h.escape(row.factor)} = "
+                     f"{h.escape(row.level)}</b> vs {h.escape(row.reference)}: {h.signed_points(row.diff)} pp "
+                     f"({h.escape(row.test)}, Holm p = {h.p_value_text(row.p_adjusted)}) — {verdict_html(row.verdict)}.")
+    if len(decided) > MAX_SIMPLE_LINES:
+        lines.append(f"… and {len(decided) - MAX_SIMPLE_LINES} more simple effects with a verdict.")
+    noise = int((simple["verdict"] == "within noise").sum())
+    if noise:
+        lines.append(f"{noise} of {len(simple)} simple effects are within noise; the seeds each needs to resolve "
+                     f"{tables.seed_plan.target_effect * 100:.3g} pp are under Seeds needed.")
+    return lines
+
+
+def _findings(run: RunData, tables: ReportTables) -> str:
+    """The study's answer at a glance: each level against its reference, in words."""
+    if len(accuracy_values(run, run.headline_metric)) == 0:
+        return ('<div class="findings"><b>At a glance</b><ul><li>No trial completed with an accuracy: '
+                "there is no answer to the study question yet.</li></ul></div>")
+    lines = _pooled_lines(run, tables) + _factorial_lines(run, tables)
+    for factor in run.categorical_factors:
+        if len(factor.levels) == 1:
+            lines.append(f"<b>{h.escape(factor.name)}</b> has a single level ({h.escape(factor.levels[0])}): "
+                         "there is nothing to compare it with.")
+    if not tables.top_k.empty:
+        best = tables.top_k.iloc[0]
+        extra = f", {metric_name('test_acc')} {h.percent(best['test_acc'])}%" if "test_acc" in best and run.ranking_metric != "test_acc" else ""
+        cost = f", {h.engineering(best['params'])} params" if "params" in best else ""
+        lines.append(f"Best trial by {h.escape(run.ranking_metric)}: <code>{h.escape(best['trial_id'])}</code> — "
+                     f"{h.percent(best[run.ranking_metric])}%{extra}{cost}.")
+    if not lines:
+        reason = ("the study has no categorical factor with two or more levels" if not run.categorical_factors
+                  else "no level could be compared with its reference")
+        lines.append(f"No comparison to report: {h.escape(reason)}.")
+    return '<div class="findings"><b>At a glance</b><ul>' + "".join(f"<li>{line}</li>" for line in lines) + "</ul></div>"
+
+
+def _reference_n(ablation: pd.DataFrame, row: Any) -> int:
+    reference = ablation[(ablation["factor"] == row.factor) & (ablation["metric"] == row.metric) & ablation["is_reference"]]
+    return int(reference["n"].iloc[0]) if len(reference) else 0
+
+
+def header(run: RunData, tables: ReportTables, sections: list[tuple[str, str]]) -> str:
+    """The page header: title, question, navigation, banners, findings, metadata and notes."""
+    question = run.info.get("question")
+    nav = "".join(f'<a href="#{h.escape(anchor)}">{h.escape(title)}</a>' for anchor, title in sections)
+    notes = "".join(h.note(text) for text in run.notes + tables.notes)
+    question_html = (f'<p class="question">{h.escape(question)}</p>' if question
+                     else '<p class="question muted">(no study question recorded in run.json)</p>')
+    return (f"<header><h1>Study: {h.escape(run.name)}</h1>{question_html}<nav>{nav}</nav></header>"
+            + "".join(_banners(run, tables)) + _findings(run, tables) + _metadata(run, tables) + notes)

@@ -1,0 +1,238 @@
+"""How many seeds a question needs: the power of each comparison, and the seeds to resolve a target effect.
+
+"Within noise" says only that the trials run so far cannot tell the levels
+apart. For each comparison of the report (a simple effect, or a level against
+its reference in a one-factor study) this module gives the smallest difference
+the current n detects, and the seeds per level that would detect the study's
+target effect, with the device-hours they would cost at the measured trial
+times. The power comes from the same t-test that decides the verdict:
+statsmodels `TTestPower` for a paired comparison (the sd of the per-seed
+differences) and `TTestIndPower` for an unpaired one (the pooled sd; it
+assumes equal variances, as the textbook formula does).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import yaml
+
+import runfolder
+from reports._factorial import SimpleComparison, tested_comparisons, within_text
+from reports._load import ReportError, RunData
+from reports._stats import ALPHA, Comparison
+
+# A difference of 1 percentage point, unless the study sets report.target_effect.
+DEFAULT_TARGET_EFFECT = 0.01
+DEFAULT_POWER = 0.8
+# A t-test needs 2 values per group; no answer is smaller.
+MIN_SEEDS = 2
+# Beyond this many seeds per level the answer is "not with this design" rather than a number to plan with.
+MAX_SEEDS = 1_000_000
+
+POWER_COLUMNS = ["factor", "level", "reference", "within", "metric", "n", "paired", "sd_diff", "mde", "target_effect",
+                 "seeds_needed", "n_ref", "trial_s", "device_hours"]
+
+
+def _power_analysis(paired: bool):
+    from statsmodels.stats.power import TTestIndPower, TTestPower  # imported here: seconds of start-up
+
+    return TTestPower() if paired else TTestIndPower()
+
+
+def _power(effect_size: float, n: float, paired: bool, alpha: float) -> float:
+    """Two-sided power of the t-test with n seeds (pairs, or per group of equal size)."""
+    analysis = _power_analysis(paired)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if paired:
+            power = float(analysis.power(effect_size=effect_size, nobs=n, alpha=alpha))
+        else:
+            power = float(analysis.power(effect_size=effect_size, nobs1=n, ratio=1.0, alpha=alpha))
+    if np.isfinite(power):
+        return power
+    # statsmodels adds both tails of the noncentral t, and scipy returns nan for
+    # the far one at a large noncentrality and few degrees of freedom; that tail
+    # is then below 1e-9, so the power is the near tail alone.
+    from scipy import stats
+
+    df, noncentrality = (n - 1, effect_size * math.sqrt(n)) if paired else (2 * n - 2, effect_size * math.sqrt(n / 2))
+    return float(stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, noncentrality))
+
+
+@functools.lru_cache(maxsize=4096)  # a few distinct n serve the hundreds of comparisons of a large study
+def _detectable_effect_size(n: int, n_ref: int, paired: bool, alpha: float, power: float) -> float:
+    analysis = _power_analysis(paired)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if paired:
+            effect_size = analysis.solve_power(effect_size=None, nobs=n, alpha=alpha, power=power)
+        else:
+            effect_size = analysis.solve_power(effect_size=None, nobs1=n, ratio=n_ref / n, alpha=alpha, power=power)
+    return float(np.squeeze(effect_size))
+
+
+def minimum_detectable_effect(n: int, sd: float, paired: bool, n_ref: int | None = None,
+                              alpha: float = ALPHA, power: float = DEFAULT_POWER) -> float:
+    """The smallest difference (in the units of `sd`) that n seeds (pairs, or per group) detect with `power`."""
+    n_ref = n if n_ref is None or paired else n_ref
+    if n < MIN_SEEDS or n_ref < MIN_SEEDS or not np.isfinite(sd):
+        return float("nan")
+    if sd == 0.0:
+        return 0.0
+    return _detectable_effect_size(int(n), int(n_ref), bool(paired), float(alpha), float(power)) * sd
+
+
+def seeds_needed(effect: float, sd: float, paired: bool, alpha: float = ALPHA, power: float = DEFAULT_POWER) -> float:
+    """Seeds per level (pairs when paired, else per group of equal size) to detect `effect` with `power`.
+
+    The smallest integer n whose power, by the noncentral t, reaches `power`;
+    nan when the sd is unknown or more than MAX_SEEDS would be needed.
+    """
+    if not (np.isfinite(sd) and np.isfinite(effect)) or effect <= 0:
+        return float("nan")
+    if sd == 0.0:
+        return float(MIN_SEEDS)
+    effect_size = effect / sd
+    if _power(effect_size, MIN_SEEDS, paired, alpha) >= power:
+        return float(MIN_SEEDS)
+    analysis = _power_analysis(paired)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if paired:
+            estimate = analysis.solve_power(effect_size=effect_size, nobs=None, alpha=alpha, power=power)
+        else:
+            estimate = analysis.solve_power(effect_size=effect_size, nobs1=None, ratio=1.0, alpha=alpha, power=power)
+    estimate = float(np.squeeze(estimate))
+    if np.isfinite(estimate) and estimate > MAX_SEEDS:
+        return float("nan")
+    # The solver returns a real n (or nan, where its root finder fails on a large
+    # effect, which needs few seeds); the answer is the first whole number of seeds
+    # that reaches the power.
+    n = max(MIN_SEEDS, math.ceil(estimate - 1e-9)) if np.isfinite(estimate) else MIN_SEEDS
+    while _power(effect_size, n, paired, alpha) < power:
+        n += 1
+        if n > MAX_SEEDS:
+            return float("nan")
+    while n > MIN_SEEDS and _power(effect_size, n - 1, paired, alpha) >= power:
+        n -= 1
+    return float(n)
+
+
+def target_effect(run: RunData) -> tuple[float, str]:
+    """The study's report.target_effect from the run folder's study.yaml, else the default; and where it came from."""
+    path = runfolder.RunFolder(run.run_dir).study_yaml
+    if not path.is_file():
+        return DEFAULT_TARGET_EFFECT, f"the default ({runfolder.STUDY_YAML} is missing)"
+    try:
+        study = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ReportError(f"{path}: not readable YAML: {' '.join(str(error).split())}") from None
+    report = study.get("report") if isinstance(study, dict) else None
+    value = report.get("target_effect") if isinstance(report, dict) else None
+    if value is None:
+        return DEFAULT_TARGET_EFFECT, f"the default ({runfolder.STUDY_YAML} sets no report.target_effect)"
+    check_fraction(value, f"{path}: report.target_effect")
+    return float(value), f"report.target_effect in {runfolder.STUDY_YAML}"
+
+
+def check_fraction(value, where: str) -> None:
+    """Raise ReportError unless `value` is a number strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
+        raise ReportError(f"{where}: got {value!r}; allowed: a fraction strictly between 0 and 1 (0.01 = 1 pp)")
+
+
+def trial_resources(run: RunData) -> tuple[float, str]:
+    """(devices held by one trial, unit of device-hours), as the runner counts them in run.json."""
+    budget = run.info.get("budget") if isinstance(run.info.get("budget"), dict) else {}
+    resources = budget.get("resources_per_trial") if isinstance(budget.get("resources_per_trial"), dict) else None
+    if resources is None:
+        return 1.0, "trial-hours"
+    gpus, cpus = resources.get("gpus") or 0, resources.get("cpus") or 1
+    unit = run.info.get("device_hours_unit") or ("GPU-hours" if gpus else "CPU-core-hours")
+    # As search's runner: trial seconds x GPUs per trial, or x CPU cores where trials hold no GPU.
+    return float(gpus or cpus), str(unit)
+
+
+@dataclass
+class SeedPlan:
+    """power.csv, and what it assumed: the target effect and its source, the power, and the device-hour unit."""
+
+    table: pd.DataFrame
+    target_effect: float
+    target_source: str
+    power: float
+    devices_per_trial: float
+    device_unit: str
+
+
+def _mean_wall_s(trials: pd.DataFrame) -> float:
+    if "wall_s" not in trials.columns:
+        return float("nan")
+    wall = pd.to_numeric(trials["wall_s"], errors="coerce").dropna()
+    return float(wall.mean()) if len(wall) else float("nan")
+
+
+def seed_plan(run: RunData, effect: float | None = None, power: float = DEFAULT_POWER,
+              tested: list[tuple[SimpleComparison, Comparison]] | None = None) -> SeedPlan:
+    """For every testable comparison: the detectable difference now, and the seeds (and device-hours) for `effect`.
+
+    `effect` defaults to the study's report.target_effect (reports._power.target_effect);
+    `tested` are the comparisons already run for the simple effects (reports._factorial), if any.
+    """
+    if effect is None:
+        effect, source = target_effect(run)
+    else:
+        check_fraction(effect, "effect")
+        source = "given on the command line"
+    check_fraction(power, "power")
+    devices, unit = trial_resources(run)
+    rows = []
+    for comparison, result in (tested_comparisons(run) if tested is None else tested):
+        needed = seeds_needed(effect, result.sd, result.paired, power=power)
+        # Both cells compared, each run with `needed` seeds, at the mean wall time of their trials so far.
+        trial_s = _mean_wall_s(comparison.trials) + _mean_wall_s(comparison.reference_trials)
+        rows.append({
+            "factor": comparison.factor.name, "level": comparison.level, "reference": comparison.reference,
+            "within": within_text(comparison.within), "metric": comparison.metric, "n": result.n,
+            "paired": result.paired, "sd_diff": result.sd,
+            "mde": minimum_detectable_effect(result.n, result.sd, result.paired, result.n_ref, power=power),
+            "target_effect": float(effect), "seeds_needed": needed, "n_ref": result.n_ref,
+            "trial_s": trial_s, "device_hours": needed * trial_s * devices / 3600.0,
+        })
+    return SeedPlan(table=pd.DataFrame(rows, columns=POWER_COLUMNS), target_effect=float(effect),
+                    target_source=source, power=float(power), devices_per_trial=devices, device_unit=unit)
+
+
+def _points(fraction: float) -> str:
+    return f"{fraction * 100:.2g} pp" if abs(fraction) < 0.1 else f"{fraction * 100:.1f} pp"
+
+
+def _comparison_name(row) -> str:
+    within = f" at {row.within.replace('; ', ', ')}" if row.within else ""
+    return f"{row.factor}={row.level} vs {row.reference}{within}"
+
+
+def plan_sentence(row, verdict: str | None, plan: SeedPlan) -> str:
+    """One comparison's power in words, e.g. 'shortcut=B vs A at depth=56 is within noise; resolving 1 pp needs ...'."""
+    unit = "pairs" if row.paired else "trials per level"
+    now = f"{row.n} {unit}"
+    name = _comparison_name(row)
+    stated = f"{name} is {verdict}" if verdict else name
+    if not np.isfinite(row.seeds_needed):
+        return (f"{stated} ({now}); resolving {_points(plan.target_effect)} is out of reach at this noise "
+                f"(sd {_points(row.sd_diff)}): more than {MAX_SEEDS:,} seeds per level.")
+    if row.seeds_needed <= row.n:
+        return (f"{stated} ({now}); these already resolve {_points(plan.target_effect)} with "
+                f"{plan.power:.0%} power (smallest detectable difference: {_points(row.mde)}).")
+    hours = (f" (about {row.device_hours:.2g} {plan.device_unit} at this budget)"
+             if np.isfinite(row.device_hours) else "")
+    detectable = f"; now it detects {_points(row.mde)} or more" if np.isfinite(row.mde) else ""
+    return (f"{stated} ({now}{detectable}); resolving {_points(plan.target_effect)} needs about "
+            f"{int(row.seeds_needed)} seeds per level{hours}.")

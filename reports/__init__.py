@@ -5,6 +5,7 @@ question needs, `python -m reports.plan runs/<study>`. The statistics are
 public too, so a notebook can recompute any number the page shows.
 """
 
+from reports._answer import answer_lines
 from reports._edf import complexity_weights
 from reports._factorial import Factorial, factorial_tables
 from reports._load import Factor, ReportError, RunData, load_run
@@ -15,6 +16,7 @@ from reports._stats import (Comparison, ablation_table, bootstrap_mean_ci, compa
 from reports._tables import ReportTables, summarize
 
 __all__ = [
+    "answer_lines",
     "Comparison",
     "Factor",
     "Factorial",

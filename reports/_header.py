@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports import _html as h
+from reports._answer import matching_text
 from reports._html import Cell, verdict_html
 from reports._load import RunData
 from reports._stats import accuracy_values, metric_name
@@ -166,7 +167,8 @@ def _findings(run: RunData, tables: ReportTables) -> str:
     if len(accuracy_values(run, run.headline_metric)) == 0:
         return ('<div class="findings"><b>At a glance</b><ul><li>No trial completed with an accuracy: '
                 "there is no answer to the study question yet.</li></ul></div>")
-    lines = _pooled_lines(run, tables) + _factorial_lines(run, tables)
+    matched = matching_text(run)
+    lines = ([h.escape(matched)] if matched else []) + _pooled_lines(run, tables) + _factorial_lines(run, tables)
     for factor in run.categorical_factors:
         if len(factor.levels) == 1:
             lines.append(f"<b>{h.escape(factor.name)}</b> has a single level ({h.escape(factor.levels[0])}): "

@@ -245,14 +245,16 @@ def _make_searcher(study: space.Study, storage_url: str, recorder: Recorder) -> 
 
 def _build_report(run_dir: Path, out: Any) -> None:
     try:
-        from reports import build_report
+        from reports import answer_lines, build_report
     except ImportError as error:
         print(f"report skipped: {error}", file=out)
         return
     try:
         path = build_report(run_dir)
+        answer = answer_lines(run_dir)
     except Exception as error:  # the tables are safe on disk; a report bug must not hide them
         print(f"report failed ({type(error).__name__}: {error}); rebuild with "
               f"python -m reports.build {run_dir}", file=out)
         return
+    print("\n".join(answer), file=out)
     print(f"report: {path}", file=out)

@@ -1,0 +1,45 @@
+"""The plain-text answer that search.run prints agrees with the report's tables."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import reports
+from reports import _synthetic as synthetic
+
+
+def _crossed_run(root, match=None):
+    trials = synthetic.grid_trials({"shortcut": ["A", "none"], "depth": [20, 56]}, range(5))
+    results, curves = synthetic.build_results(trials, epochs=2, seed=4)
+    # A planted degradation: no shortcut loses 10 points at depth 56 only.
+    planted = (results["factor.shortcut"] == "none") & (results["factor.depth"] == 56)
+    results.loc[planted, "test_acc"] -= 0.10
+    if match is not None:
+        results["match.gap"] = np.where(results["factor.shortcut"] == "none", match, 0.0)
+    factors = {"shortcut": {"levels": ["A", "none"], "reference": "A"}, "depth": {"levels": [20, 56], "reference": 20}}
+    info = synthetic.run_info("answer", factors, trials=len(trials), seeds=list(range(5)))
+    if match is not None:
+        info["match_complexity"] = {"by": "macs", "adjust": "width_multiplier", "tolerance": 0.01, "to": None}
+    return synthetic.write_run(root / "answer", results, info, curves)
+
+
+def test_answer_lines_repeat_the_simple_effects(tmp_path):
+    run_dir = _crossed_run(tmp_path)
+    lines = reports.answer_lines(run_dir)
+    simple = reports.factorial_tables(reports.load_run(run_dir)).simple_effects
+    simple = simple[simple["metric"] == "test_acc"]
+    assert lines[0].startswith("simple effects on test accuracy")
+    for row in simple.itertuples():
+        line = next(text for text in lines if f"{row.factor}={row.level} vs {row.reference} at {row.within}" in text)
+        assert line.endswith(f": {row.verdict}")
+    degraded = next(text for text in lines if "shortcut=none vs A at depth=56" in text)
+    assert degraded.endswith(": lower")
+    assert next(text for text in lines if "shortcut=none vs A at depth=20" in text).endswith(": within noise")
+
+
+def test_answer_says_what_was_matched_and_how_closely(tmp_path):
+    lines = reports.answer_lines(_crossed_run(tmp_path, match=0.0065))
+    assert lines[0].startswith("Matched complexity: macs within 1.00% of the same point")
+    assert "largest gap +0.65% (shortcut=none" in lines[0] and "miss the tolerance" not in lines[0]
+    lines = reports.answer_lines(_crossed_run(tmp_path / "over", match=0.02))
+    assert "trial(s) miss the tolerance" in lines[0]

@@ -68,14 +68,18 @@ def _power(effect_size: float, n: float, paired: bool, alpha: float) -> float:
 
 @functools.lru_cache(maxsize=4096)  # a few distinct n serve the hundreds of comparisons of a large study
 def _detectable_effect_size(n: int, n_ref: int, paired: bool, alpha: float, power: float) -> float:
+    return _solve_power(paired, effect_size=None, nobs=n, ratio=n_ref / n, alpha=alpha, power=power)
+
+
+def _solve_power(paired: bool, effect_size: float | None, nobs: float | None, ratio: float, alpha: float,
+                 power: float) -> float:
+    """statsmodels' solve_power for the one unknown left as None (paired: one-sample t on the differences)."""
     analysis = _power_analysis(paired)
+    size = {"nobs": nobs} if paired else {"nobs1": nobs, "ratio": ratio}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if paired:
-            effect_size = analysis.solve_power(effect_size=None, nobs=n, alpha=alpha, power=power)
-        else:
-            effect_size = analysis.solve_power(effect_size=None, nobs1=n, ratio=n_ref / n, alpha=alpha, power=power)
-    return float(np.squeeze(effect_size))
+        solved = analysis.solve_power(effect_size=effect_size, alpha=alpha, power=power, **size)
+    return float(np.squeeze(solved))
 
 
 def minimum_detectable_effect(n: int, sd: float, paired: bool, n_ref: int | None = None,
@@ -102,14 +106,7 @@ def seeds_needed(effect: float, sd: float, paired: bool, alpha: float = ALPHA, p
     effect_size = effect / sd
     if _power(effect_size, MIN_SEEDS, paired, alpha) >= power:
         return float(MIN_SEEDS)
-    analysis = _power_analysis(paired)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if paired:
-            estimate = analysis.solve_power(effect_size=effect_size, nobs=None, alpha=alpha, power=power)
-        else:
-            estimate = analysis.solve_power(effect_size=effect_size, nobs1=None, ratio=1.0, alpha=alpha, power=power)
-    estimate = float(np.squeeze(estimate))
+    estimate = _solve_power(paired, effect_size=effect_size, nobs=None, ratio=1.0, alpha=alpha, power=power)
     if np.isfinite(estimate) and estimate > MAX_SEEDS:
         return float("nan")
     # The solver returns a real n (or nan, where its root finder fails on a large

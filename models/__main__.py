@@ -11,6 +11,9 @@ from ._describe import describe, spec_from_name_or_file
 
 EXIT_MISMATCH = 1
 EXIT_BAD_INPUT = 2
+# An export holds the weights three times: the eager model, the exported program
+# (TorchScript and torch.export keep their own constants) and the reloaded file.
+EXPORT_WEIGHT_COPIES = 3
 
 
 def _describe_command(args: argparse.Namespace) -> None:
@@ -18,16 +21,56 @@ def _describe_command(args: argparse.Namespace) -> None:
     print(describe(spec, args.image_size))
 
 
+def _check_export_memory(spec: object, image_size: int | None, named: str) -> None:
+    """Refuse, before building it, a network whose export would not fit this machine's memory."""
+    from ._export import CHECK_BATCH
+    from ._memory import device_memory_budget, inference_memory
+
+    estimate = inference_memory(spec, image_size, batch_size=CHECK_BATCH, copies=EXPORT_WEIGHT_COPIES)
+    refusal = device_memory_budget("cpu").refusal(estimate)
+    if refusal is not None:
+        raise ValueError(f"{named}: exporting it {refusal}; allowed: a smaller network")
+
+
+def _check_out(out: Path, format: str) -> None:
+    """--out must name a file in a folder that can be written (checked before anything is built)."""
+    import runfolder
+
+    from ._export import default_export_path
+
+    if out.is_dir():
+        example = out / default_export_path("model", format).name
+        raise ValueError(f"--out {out}: is a folder; give a file name, e.g. {example}")
+    reason = runfolder.unwritable_reason(out)
+    if reason is not None:
+        raise ValueError(f"--out {out}: {reason}; give a file in a folder you can write")
+
+
+def _try_create(out: Path) -> None:
+    """Create `out` (and its folders) empty, as the export will: a place that refuses it fails here, exit 2."""
+    existed = out.exists()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "ab"):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot be written ({error.strerror or error}); "
+                         "give a file in a folder you can write") from None
+    if not existed:
+        out.unlink()
+
+
 def _model_to_export(args: argparse.Namespace) -> tuple[object, str, dict]:
     """(model, default file name, source info) for PATH: a checkpoint/run folder, a preset or a spec file."""
     import torch
 
-    from ._loading import load
+    from ._loading import load, load_spec
     from ._network import build
     from ._presets import presets
 
     path = Path(args.path)
     if path.is_dir():
+        _check_export_memory(load_spec(path, rank=args.rank, trial=args.trial), args.image_size, args.path)
         model = load(path, rank=args.rank, trial=args.trial)
         meta = model.checkpoint_meta
         trial = meta.get("trial", {})
@@ -41,6 +84,7 @@ def _model_to_export(args: argparse.Namespace) -> tuple[object, str, dict]:
         raise ValueError(f"{path}: no such checkpoint folder, run folder or spec file, and not a preset "
                          f"({', '.join(presets())})")
     spec = spec_from_name_or_file(args.path)
+    _check_export_memory(spec, args.image_size, args.path)
     # Untrained: seeded, so two exports of a preset hold the same weights.
     torch.manual_seed(0)
     return build(spec), Path(args.path).stem, {"untrained": True, "spec_from": args.path}
@@ -49,8 +93,11 @@ def _model_to_export(args: argparse.Namespace) -> tuple[object, str, dict]:
 def _export_command(args: argparse.Namespace) -> int:
     from ._export import ExportError, default_export_path, export_model
 
+    if args.out:
+        _check_out(Path(args.out), args.format)
     model, name, source = _model_to_export(args)
     out = Path(args.out) if args.out else default_export_path(name, args.format)
+    _try_create(out)
     try:
         check = export_model(model, out, args.format, image_size=args.image_size, info=source)
     except ExportError as error:

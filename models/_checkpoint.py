@@ -16,6 +16,7 @@ pickle that names any other object fails instead of running.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import platform
 import warnings
@@ -24,6 +25,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
+
+import runfolder
 
 from ._spec import ArchSpec
 
@@ -65,13 +68,18 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: ArchSpec | None = 
     if not isinstance(spec, ArchSpec):
         raise ValueError("save_checkpoint: the model carries no ArchSpec; pass spec=")
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     # safetensors wants contiguous tensors that share no storage.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_FILE), metadata={"spec_key": spec.key()})
-    (folder / SPEC_FILE).write_text(spec.to_yaml())
     document = {"format_version": FORMAT_VERSION, "spec_key": spec.key(), "versions": versions(), **meta}
-    (folder / META_FILE).write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+
+    def write(staging: Path) -> None:
+        save_file(state, str(staging / WEIGHTS_FILE), metadata={"spec_key": spec.key()})
+        os.chmod(staging / WEIGHTS_FILE, runfolder.new_file_mode())  # safetensors makes it 0600, not the umask's
+        (staging / SPEC_FILE).write_text(spec.to_yaml())
+        (staging / META_FILE).write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+
+    # Written beside it, then renamed: a reader (models.load, checkpoint pruning) never sees half a folder.
+    runfolder.atomic_write_folder(folder, write)
     return folder
 
 

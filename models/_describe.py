@@ -17,6 +17,17 @@ def format_count(value: float, unit: str = "") -> str:
     return f"{value:.0f} {unit}".rstrip()
 
 
+def read_spec_text(path: Path, error_type: type[Exception]) -> str:
+    """The UTF-8 text of a spec file; `error_type` naming the file if it cannot be read or is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise error_type(f"{path}: not a spec file: not UTF-8 text (byte {error.start}: "
+                         f"{error.object[error.start:error.start + 1]!r}); a spec is YAML or JSON text") from None
+    except OSError as error:
+        raise error_type(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
 def spec_from_name_or_file(name_or_path: str) -> ArchSpec:
     """A preset name, or a YAML/JSON file holding one ArchSpec."""
     if name_or_path in presets():
@@ -25,7 +36,7 @@ def spec_from_name_or_file(name_or_path: str) -> ArchSpec:
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.is_file():
             raise ValueError(f"{path}: no such spec file; give a preset ({', '.join(presets())}) or a spec YAML")
-        text = path.read_text()
+        text = read_spec_text(path, ValueError)
         try:
             if path.suffix == ".json":
                 return ArchSpec.from_json(text)

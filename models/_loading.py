@@ -20,6 +20,7 @@ from runfolder import RESULTS_CSV, RESULTS_PARQUET
 
 from ._checkpoint import (CheckpointError, WEIGHT_READERS, as_state_dict, check_state_dict,
                           is_checkpoint_folder, read_meta, read_spec, read_weights)
+from ._describe import read_spec_text
 from ._network import ResNet, build
 from ._run_folder import TrialRecord, find_trial, is_run_folder
 from ._spec import ArchSpec
@@ -110,7 +111,7 @@ def load(path: str | Path, rank: int | None = None, trial: str | int | None = No
 
 
 def _spec_from_file(path: Path) -> ArchSpec:
-    text = path.read_text()
+    text = read_spec_text(path, CheckpointError)
     try:
         return ArchSpec.from_json(text) if path.suffix == ".json" else ArchSpec.from_yaml(text)
     except ValueError as error:

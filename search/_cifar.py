@@ -184,13 +184,29 @@ def read_official(folder: Path, layout: OfficialLayout) -> tuple[np.ndarray, np.
     return (*read(layout.train_files), *read(layout.test_files))
 
 
+def _check_readable(folder: Path) -> None:
+    """A folder that cannot be listed or entered is reported as such, not as a missing dataset."""
+    if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+        raise DatasetError(f"{folder}: the data folder cannot be read (permission denied); make it readable "
+                           f"(chmod u+rx {folder}) or point data.root (--data-root) at another folder")
+
+
 def locate(root: Path, layout: OfficialLayout, download: bool, hint: str = "") -> Path:
     """Return the folder holding the official files under `root`, unpacking or downloading the archive if needed.
 
     `root` may be the folder that contains `layout.folder` or `layout.folder`
     itself. `hint` is appended to the "missing" messages (say what else works).
     """
-    root = root.expanduser()
+    try:
+        return _locate(root.expanduser(), layout, download, hint)
+    except PermissionError as error:  # a folder on the way that cannot be entered
+        where = error.filename or root
+        raise DatasetError(f"{where}: cannot be read (permission denied); make the data folder readable "
+                           "or point data.root (--data-root) at another folder") from error
+
+
+def _locate(root: Path, layout: OfficialLayout, download: bool, hint: str) -> Path:
+    _check_readable(root)
     if (root / layout.folder).is_dir():
         folder = root / layout.folder
     elif root.name == layout.folder or any((root / name).exists() for name in layout.files):
@@ -198,6 +214,7 @@ def locate(root: Path, layout: OfficialLayout, download: bool, hint: str = "") -
     else:
         folder = None
     if folder is not None and folder.is_dir():
+        _check_readable(folder)
         missing = [name for name in layout.files if not (folder / name).is_file()]
         if missing:
             raise DatasetError(

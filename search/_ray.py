@@ -1,19 +1,50 @@
-"""Starting or joining Ray for a study: a local Ray bound to this machine, or the cluster the user names."""
+"""Starting or joining Ray for a study: a local Ray bound to this machine, or the cluster the user names.
+
+- **Local** (no `--address`, no RAY_ADDRESS): every Ray service listens on
+  127.0.0.1 only. Ray's switch for that is its setting for nodes that never
+  join a cluster (its default on macOS and Windows,
+  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0): the node's address becomes 127.0.0.1,
+  and gcs_server, raylet, workers, the dashboard and its agents, and the
+  runtime-env agent bind to it. Passing `_node_ip_address="127.0.0.1"` does
+  not do this: `ray.init` replaces a loopback address with the external one.
+- **A cluster** (`--address HOST:PORT`): the services listen where that
+  cluster's nodes were started. Joining is bounded: the port must accept a
+  connection within `--connect-timeout` (Ray itself retries for minutes),
+  then `ray.init` gets one try at the GCS instead of 20. Something other than
+  a Ray head on that port costs that one try, about 40 s (Ray's GCS client
+  timeouts, fixed when Ray is imported), and Ray logs its own lines then.
+- **After a kill -9** of a driver, the local Ray it started outlives it for a
+  while. `local_ray_record` notes that Ray (session folder, node id, PIDs) in
+  the run folder's lock; `stop_ray_left_by` stops exactly those processes.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import socket
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+# How long to try to reach a cluster (--connect-timeout's default).
+CONNECT_TIMEOUT_S = 60.0
+# Ray's "this node never joins a cluster" switch (see the module docstring).
+_LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Ray's number of tries at the GCS when joining (one per second, or per GCS client timeout); read per call.
+_GCS_TRIES_ENV = "RAY_gcs_server_port_wait_time_s"
+# Seconds a left-behind Ray process gets to exit after SIGTERM before SIGKILL.
+_STOP_GRACE_S = 5.0
 
 
 class RayStartError(ValueError):
     """Ray could not be started or joined; the message says why and what to do."""
 
 
-def init_ray(address: str | None, dashboard: bool) -> str | None:
-    """Start a local Ray (dashboard on 127.0.0.1) or join the cluster at `address` / RAY_ADDRESS; the dashboard URL."""
+def init_ray(address: str | None, dashboard: bool, connect_timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Start a local Ray on 127.0.0.1 or join the cluster at `address` / RAY_ADDRESS; the dashboard URL."""
     import optuna
     import ray
 
@@ -24,8 +55,11 @@ def init_ray(address: str | None, dashboard: bool) -> str | None:
     kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False,
                               "configure_logging": True}
     if address:
+        wait_for_cluster(address, connect_timeout)
         try:
-            context = ray.init(address=address, **kwargs)
+            # The port answered: one try at the GCS, not Ray's 20 (each up to its client timeout).
+            with _environment({_GCS_TRIES_ENV: "1"}):
+                context = ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError) as error:
             hint = ("; a cluster started with token authentication needs RAY_AUTH_MODE=token and its "
                     "token (~/.ray/auth_token or RAY_AUTH_TOKEN) on this machine"
@@ -33,9 +67,81 @@ def init_ray(address: str | None, dashboard: bool) -> str | None:
             raise RayStartError(f"--address {address}: cannot join the Ray cluster "
                                 f"({str(error).splitlines()[0]}){hint}") from None
     else:
-        context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
+        with _loopback_only():
+            context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url else None
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Ray started inside binds every service to 127.0.0.1 (its children read the variable; this process,
+    which may have imported Ray before, reads the constant Ray derived from it)."""
+    from ray._private import ray_constants
+
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)  # Ray 2.60's name; tests/search checks the sockets
+    if saved is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _environment({_LOOPBACK_ONLY_ENV: "0"}):
+            yield
+    finally:
+        if saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _host_and_port(address: str) -> tuple[str, int]:
+    """('10.0.0.5', 6379) from '10.0.0.5:6379', 'ray://10.0.0.5:10001' or '[::1]:6379'."""
+    text = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RayStartError(f"--address {address}: expected HOST:PORT (the address `ray start --head` "
+                            f"printed, e.g. 10.0.0.5:6379)")
+    return host, int(port)
+
+
+def wait_for_cluster(address: str, timeout: float) -> None:
+    """Return once `address` accepts a connection; RayStartError after `timeout` seconds of trying."""
+    if address == "auto":
+        from ray._private import services
+
+        try:
+            address = services.canonicalize_bootstrap_address("auto") or ""
+        except ConnectionError:
+            address = ""
+        if not address:
+            raise RayStartError("--address auto: no Ray cluster runs on this machine; start one with "
+                                "`ray start --head`, or leave --address out for a private local Ray")
+    host, port = _host_and_port(address)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
+                return
+        except socket.gaierror as error:
+            raise RayStartError(f"--address {address}: cannot resolve {host} ({error.strerror})") from None
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+        if time.monotonic() >= deadline:
+            raise RayStartError(f"--address {address}: no Ray cluster answered within {timeout:g} s ({reason}); "
+                                f"check the address `ray start --head` printed and that its port is open "
+                                f"from this machine, or wait longer with --connect-timeout")
+        time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
 
 
 def dashboard_line(url: str) -> str:
@@ -49,3 +155,111 @@ def shutdown_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+# ------------------------------------------------------- after a kill -9
+def local_ray_record() -> dict[str, Any]:
+    """What the local Ray this driver started is made of: its session folder, node id and process PIDs."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is None or not getattr(node, "head", False):  # joined a cluster: none of it is this driver's
+        return {}
+    pids = sorted({info.process.pid for infos in getattr(node, "all_processes", {}).values()
+                   for info in infos if getattr(info, "process", None) is not None})
+    return {"session_dir": str(node.get_session_dir_path()), "node_id": str(node.node_id), "pids": pids}
+
+
+def stop_ray_left_by(holder: dict[str, Any] | None) -> int:
+    """Stop what remains of the local Ray that a dead driver recorded in its lock; the number of processes stopped.
+
+    A process is stopped only when it is this user's and is part of that Ray:
+    a program of the Ray package whose command line names the session folder,
+    or a process whose environment names the node id (Ray's agents and
+    workers, whose command lines are rewritten), or a descendant of one.
+    Nothing is done for another host.
+    """
+    record = (holder or {}).get("ray")
+    if not isinstance(record, dict) or holder.get("host") != socket.gethostname():
+        return 0
+    session_dir, node_id = str(record.get("session_dir") or ""), str(record.get("node_id") or "")
+    if not (session_dir or node_id) or not Path("/proc").is_dir():
+        return 0
+    import ray
+
+    ray_dir = str(Path(ray.__file__).parent)
+    mine = _processes_of_this_user()
+    left = {pid for pid in mine if _is_part_of(pid, session_dir, node_id, ray_dir)}
+    children: dict[int, list[int]] = {}
+    for pid, parent in mine.items():
+        children.setdefault(parent, []).append(pid)
+    stack = list(left)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in left:
+                left.add(child)
+                stack.append(child)
+    left -= _this_process_and_ancestors()
+    stopped = len(left)
+    for pid in left:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_GRACE_S
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = {pid for pid in left if _exists(pid)}
+    for pid in left:
+        _signal(pid, signal.SIGKILL)
+    return stopped
+
+
+def _processes_of_this_user() -> dict[int, int]:
+    """pid -> parent pid of every process of this user (Linux /proc)."""
+    found = {}
+    uid = os.getuid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            stat = Path(entry.path, "stat").read_text()
+            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _is_part_of(pid: int, session_dir: str, node_id: str, ray_dir: str) -> bool:
+    """True for a Ray program run for that session (not, say, a `tail -f` of its logs), or a process of that node."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if session_dir and session_dir.encode() in command and ray_dir.encode() in command:
+            return True
+        return bool(node_id) and f"RAY_NODE_ID={node_id}".encode() in \
+            Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def _this_process_and_ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def _exists(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)

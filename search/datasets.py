@@ -236,7 +236,15 @@ def _read(source: _Source) -> RawDataset:
 @functools.lru_cache(maxsize=2)
 def _split(request: _Request) -> DatasetSplits:
     raw = _read(request.source)
-    train_index, val_index = stratified_split(raw.train_y, request.val_fraction, request.split_seed)
+    where = raw.source.get("root") or raw.source["name"]
+    for part, labels in (("training", raw.train_y), ("test", raw.test_y)):
+        if len(labels) == 0:
+            raise DatasetError(f"{where}: the {raw.source['name']} {part} set holds no images; a study needs "
+                               "images to train, validate and test on: use the official files")
+    try:
+        train_index, val_index = stratified_split(raw.train_y, request.val_fraction, request.split_seed)
+    except ValueError as error:  # too few images to hold any out
+        raise DatasetError(f"{where}: {error}") from None
     # The limit applies after the split, so the validation set is the same at every budget.
     if request.train_limit is not None:
         train_index = train_index[:request.train_limit]

@@ -39,7 +39,7 @@ from space import DataSettings, TrainSettings
 
 from . import datasets
 from models.cli import OneLineParser
-from .train import evaluate, fit
+from .train import evaluate, fit, pick_device
 
 EXIT_FAILED_RUN = 1
 EXIT_BAD_INPUT = 2
@@ -195,6 +195,27 @@ def retrain(run_dir: Path, top: int, seeds: int, overrides: list[str] | None = N
             device: str | None = None, keep_weights: bool = True,
             log: Callable[[str], None] = print) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Retrain the `top` best architectures of a run with seeds 0..`seeds`-1; return (all of retrain.parquet, this call's rows)."""
+    if not Path(run_dir).is_dir():
+        return _retrain(run_dir, top, seeds, overrides, device, keep_weights, log)  # says what is wrong
+    # The run folder's one writer while it retrains: never beside a search.run driver or another retrain.
+    lock = runfolder.RunFolderLock(run_dir, command="python -m search.retrain", create=False)
+    try:
+        lock.acquire()
+    except runfolder.RunFolderError as error:
+        raise RetrainError(str(error)) from None
+    try:
+        if lock.note:
+            from ._ray import stop_ray_left_by
+
+            stop_ray_left_by(lock.previous)  # the Ray a killed search.run driver of this folder left
+            log(f"note: {lock.note}")
+        return _retrain(run_dir, top, seeds, overrides, device, keep_weights, log)
+    finally:
+        lock.release()
+
+
+def _retrain(run_dir: Path, top: int, seeds: int, overrides: list[str] | None, device: str | None,
+             keep_weights: bool, log: Callable[[str], None]) -> tuple[pd.DataFrame, pd.DataFrame]:
     import space
 
     overrides = list(overrides or [])
@@ -332,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse_args(argv)
     run_dir = Path(args.run_dir)
+    try:
+        pick_device(args.device, "--device")  # before the run folder is locked or any data read
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         frame, new = retrain(run_dir, args.top, args.seeds, args.overrides, device=args.device,
                         keep_weights=not args.no_weights)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import models
+import runfolder
 from models import ArchSpec
 from space import OPTIMIZERS, SCHEDULES, DataSettings, TrainSettings
 
@@ -64,19 +65,57 @@ def seed_everything(seed: int) -> None:
         numpy.random.seed(seed % 2**32)
 
 
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The given device, else CUDA when present, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def usable_devices() -> list[str]:
+    """The device names this torch can train on here: "cpu", then "cuda", "cuda:0".. and "mps" where present."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def pick_device(device: str | torch.device | None = None, name: str = "device") -> torch.device:
+    """The given device, else CUDA when present, else the CPU; ValueError naming the usable ones if it is not one.
+
+    The one check of a device string for every command (`--device` of
+    search.train and search.retrain) and for `fit`: "bogus", or "cuda" on a
+    torch without CUDA, fail here, before any data is read.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    usable = usable_devices()
+    allowed = ", ".join(usable)
+    if torch.version.cuda is None:
+        allowed += " (this torch is built without CUDA)"
+    elif not torch.cuda.is_available():
+        allowed += " (torch sees no CUDA device)"
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name}: got {str(device)!r}, which is not a device name; allowed: {allowed}") from None
+    if chosen.type != "cpu" and str(chosen) not in usable:
+        raise ValueError(f"{name}: got {str(device)!r}, which this machine cannot train on; allowed: {allowed}")
+    return chosen
+
+
+def uses_bf16(device: torch.device, amp: str) -> bool:
+    """Whether training on `device` with `TrainSettings.amp` autocasts to bf16 (auto: on CUDA only)."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
 
 
 def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     # bf16 keeps fp32's exponent range, so no loss scaling is needed.
-    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if not use_bf16:
+    if not uses_bf16(device, amp):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def memory_refusal(spec: ArchSpec, train: TrainSettings, image_size: int, device: torch.device) -> str | None:
+    """Why training `spec` alone on `device` would not fit its memory ("needs about ..."); None if it fits."""
+    estimate = models.training_memory(spec, image_size, train.batch_size, train.optimizer,
+                                      activation_bytes=2 if uses_bf16(device, train.amp) else 4)
+    return models.device_memory_budget(str(device)).refusal(estimate)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
@@ -284,7 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = _parse_args(argv)
+    # Checked before training: a checkpoint that cannot be written must not cost the run and its metrics.
+    unwritable = runfolder.unwritable_reason(Path(args.save)) if args.save else None
+    if unwritable:
+        print(f"error: --save {args.save}: {unwritable}; give a folder you can write", file=sys.stderr)
+        return 2
     try:
+        device = pick_device(args.device, "--device")
         spec = models.spec_from_name_or_file(args.spec)
         data = DataSettings(dataset=args.dataset, root=args.data_root, train_limit=args.train_limit)
         train = TrainSettings(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
@@ -294,13 +339,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {args.spec} has {spec.num_classes} outputs; using {splits.num_classes} "
                   f"for {args.dataset}", file=sys.stderr)
             spec = spec.replace(num_classes=splits.num_classes)
+        refusal = memory_refusal(spec, train, splits.image_size, device)
+        if refusal is not None:
+            raise ValueError(f"{args.spec}: {refusal}; allowed: a smaller --batch-size or a smaller network")
         if splits.source.get("embedded_sample"):
             print("note: training on the embedded CIFAR-10 sample, not the full dataset "
                   "(pass --data-root)", file=sys.stderr)
         report = None if args.quiet else (
             lambda m: print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                         for k, v in m.items()}), file=sys.stderr))
-        result = fit(spec, train, data, report=report, splits=splits, device=args.device,
+        result = fit(spec, train, data, report=report, splits=splits, device=device,
                      save_to=args.save)
     except (ValueError, datasets.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)

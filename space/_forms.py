@@ -31,10 +31,12 @@ def interval(kind: type, low: float | None = None, high: float | None = None, *,
              low_open: bool = False, high_open: bool = False) -> Any:
     """`kind` with an interval rule whose message states the whole interval, not one bound."""
     noun = "an integer" if kind is int else "a number"
+    # Integers in full (a seed bound of 4294967295, not 4.29497e+09).
+    shown = (lambda bound: str(bound)) if kind is int else (lambda bound: f"{bound:g}")
     if low is not None and high is not None:
-        allowed = f"{noun} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        allowed = f"{noun} in {'(' if low_open else '['}{shown(low)}, {shown(high)}{')' if high_open else ']'}"
     elif low is not None:
-        allowed = f"{noun} {'>' if low_open else '>='} {low:g}"
+        allowed = f"{noun} {'>' if low_open else '>='} {shown(low)}"
     else:
         allowed = noun
 
@@ -45,7 +47,12 @@ def interval(kind: type, low: float | None = None, high: float | None = None, *,
             raise rule_error("out of range", allowed)
         return value
 
-    return Annotated[kind, AfterValidator(check)]
+    bounds: dict[str, float] = {}
+    if low is not None:
+        bounds["exclusiveMinimum" if low_open else "minimum"] = low
+    if high is not None:
+        bounds["exclusiveMaximum" if high_open else "maximum"] = high
+    return Annotated[kind, AfterValidator(check), JsonSchemaKeywords(**bounds)]
 
 
 def one_of(kind: type, *levels: Any) -> Any:
@@ -57,7 +64,17 @@ def one_of(kind: type, *levels: Any) -> Any:
             raise rule_error("not an allowed value", allowed)
         return value
 
-    return Annotated[kind, AfterValidator(check)]
+    return Annotated[kind, AfterValidator(check), JsonSchemaKeywords(enum=list(levels))]
+
+
+class JsonSchemaKeywords:
+    """JSON Schema keywords for a rule an AfterValidator checks, so the schema and the reference state it."""
+
+    def __init__(self, **keywords: Any) -> None:
+        self.keywords = keywords
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {**handler(core_schema), **self.keywords}
 
 
 PositiveInt = interval(int, 1)
@@ -66,13 +83,62 @@ PositiveFloat = interval(float, 0, low_open=True)
 NonNegativeFloat = interval(float, 0)
 
 
+# ---------------------------------------------------------------- bounds
+# Every number a study gives that sizes something has a finite upper bound, so
+# that no value, however large (1e300, 2**40), reaches a constructor, an
+# allocation or a float conversion. The bounds are generous: what fits a given
+# machine is decided later, by the training-memory estimate
+# (`models.training_memory`), not here.
+# Blocks per stage: ResNet-1202, the deepest in He et al. 2015 (Sec. 4.2), has 200.
+MAX_DEPTH = 1_000
+# Stages: ResNets and pycls' AnyNets have four or five.
+MAX_STAGES = 16
+# Channels (stem, stage width, groups): 8x ResNet-50's widest stage (2048).
+MAX_WIDTH = 16_384
+# WRN-28-10 widens ResNet by 10x (Zagoruyko & Komodakis 2016, arXiv 1605.07146).
+MAX_WIDTH_MULTIPLIER = 64.0
+# Input channels: RGB has 3; multispectral images a few dozen.
+MAX_IN_CHANNELS = 64
+# Seeds: NumPy's seed range (torch takes 64 bits; 32 are what every library shares).
+MAX_SEED = 2**32 - 1
+# 60x the paper's 164 epochs.
+MAX_EPOCHS = 10_000
+# Twice the 32k batches of LARS (You et al. 2017, arXiv 1708.03888).
+MAX_BATCH_SIZE = 65_536
+# Goyal et al. 2017 (arXiv 1706.02677) reach lr 3.2 at batch 8k by linear scaling.
+MAX_LR = 10.0
+# Decay of 1 (times the learning rate) removes the whole weight each step.
+MAX_WEIGHT_DECAY = 1.0
+# Threads of one trial, and CPUs of one trial: more than any single machine has.
+MAX_THREADS = 4_096
+# GPUs of one trial: Ray places a trial on one node, and nodes hold 8 or 16.
+MAX_GPUS = 64.0
+# Images: 20x CIFAR's 50,000 training images (uint8, 3 KB each: 3 GB).
+MAX_IMAGES = 1_000_000
+# Synthetic images are generated in memory by every trial: 2x CIFAR-10's training set.
+MAX_SYNTHETIC_IMAGES = 100_000
+# Crop padding: past the 32-pixel side, a crop can be all padding.
+MAX_CROP_PADDING = 32
+# Trials, repeats and concurrent trials: each is a row, a Ray actor or an Optuna trial.
+MAX_TRIALS = 1_000_000
+MAX_REPEATS = 1_000
+MAX_CONCURRENT = 10_000
+
+Seed = interval(int, 0, MAX_SEED)
+Depth = interval(int, 1, MAX_DEPTH)
+Width = interval(int, 1, MAX_WIDTH)
+EpochCount = interval(int, 1, MAX_EPOCHS)
+
+
 # -------------------------------------------------------------- searched forms
 class StrictModel(BaseModel):
     """The base of every study model: strict types, no unknown keys, frozen, finite numbers."""
 
     # strict: `epochs: "5"` or `flip: "yes"` is a mistake to report, not to coerce;
-    # frozen: a validated study never changes; no inf/nan in any number.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+    # frozen: a validated study never changes; no inf/nan in any number;
+    # a field's docstring is its description in the JSON Schema and docs/STUDY_REFERENCE.md.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
 
 
 Level = TypeVar("Level")
@@ -81,7 +147,7 @@ Level = TypeVar("Level")
 class Choice(StrictModel, Generic[Level]):
     """A categorical search over the listed levels (the first is the reference level)."""
 
-    choice: Annotated[list[Level], Field(min_length=1)]
+    choice: Annotated[list[Level], Field(min_length=1, description="The levels; the first is the reference level.")]
 
     @field_validator("choice")
     @classmethod
@@ -104,6 +170,10 @@ def _range_checks(low: float, high: float, step: float | None, log: bool, step_g
         raise rule_error(f"`low > 0` must hold for a log range, but got (low={low})", show_input=False)
     if step is not None:
         steps = (high - low) / step
+        # Past 1e15 steps a step is below a double's resolution of the range (and 5e-324 gives inf).
+        if not steps <= 1e15:
+            raise rule_error(f"`step` is too small for the range, but got (low={low}, high={high}, step={step})",
+                             "at most 1e15 steps between low and high", show_input=False)
         if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
             raise rule_error(f"`high - low` must be a multiple of step, but got (low={low}, high={high}, "
                              f"step={step})", show_input=False)
@@ -126,9 +196,12 @@ class _Bounded:
 class IntRange(_Bounded, StrictModel, Generic[Level]):
     """An integer search over [low, high], by `step` or on a log scale."""
 
-    bounds: Annotated[list[Level], Field(alias="int", min_length=2, max_length=2)]
+    bounds: Annotated[list[Level], Field(alias="int", min_length=2, max_length=2,
+                                         description="[low, high], both included.")]
     step: PositiveInt = 1
+    """The values low, low + step, ..., high."""
     log: bool = False
+    """Sample on a log scale (strategy optuna: a grid needs a step)."""
 
     @model_validator(mode="after")
     def _rules(self) -> "IntRange[Level]":
@@ -139,9 +212,12 @@ class IntRange(_Bounded, StrictModel, Generic[Level]):
 class FloatRange(_Bounded, StrictModel, Generic[Level]):
     """A real-valued search over [low, high], continuous, by `step`, or on a log scale."""
 
-    bounds: Annotated[list[Level], Field(alias="float", min_length=2, max_length=2)]
+    bounds: Annotated[list[Level], Field(alias="float", min_length=2, max_length=2,
+                                         description="[low, high], both included.")]
     step: PositiveFloat | None = None
+    """The values low, low + step, ..., high; null: any value between (strategy optuna: a grid needs a step)."""
     log: bool = False
+    """Sample on a log scale (strategy optuna: a grid needs a step)."""
 
     @model_validator(mode="after")
     def _rules(self) -> "FloatRange[Level]":

@@ -1,4 +1,12 @@
-"""Reading YAML safely while remembering the line of every key, so errors can point at it."""
+"""Reading YAML safely while remembering the line of every key, so errors can point at it.
+
+Study files and `--set` values come from people, and sometimes from people
+who mean harm, so the reader caps what a document may cost before anything
+walks it: its size, its nesting depth, and the number of nodes after aliases
+are expanded (a 500-byte "billion laughs" file of nested aliases expands to
+tens of millions of nodes and held the loader for minutes and gigabytes). Each breach
+is one StudyError, raised before the data is built.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,43 @@ import yaml
 from ._errors import FieldPath, Problem, StudyError, dotted
 
 
+# The largest shipped study has 3,636 characters; this is about thirty times that.
+# PyYAML's pure-Python parser (the one that records lines) reads about 100,000
+# characters a second on a busy 2-core machine, so the largest file costs a second.
+MAX_YAML_CHARS = 100_000
+# A study nests five levels (space.stages[i].depth.int); fifty leaves room for any
+# hand-written file and keeps every recursive walk far from Python's limit of 1,000.
+MAX_YAML_DEPTH = 50
+# Values (YAML nodes) after aliases are expanded: the largest shipped study has 104,
+# and validating 100,000 takes a fraction of a second. A billion-laughs file of 8
+# levels expands to 9^8 = 43 million and is refused.
+MAX_YAML_NODES = 100_000
+
+
+class YamlLimitError(yaml.MarkedYAMLError):
+    """A document past one of the caps above (too deep, too many nodes, a recursive alias)."""
+
+
 class LineRecordingLoader(yaml.SafeLoader):
-    """`yaml.safe_load` (SafeConstructor: plain data only, never code) that keeps the node tree."""
+    """`yaml.safe_load` (SafeConstructor: plain data only, never code) that keeps the node tree.
+
+    The composer is the one recursive step of parsing, so it counts the nesting
+    and stops at MAX_YAML_DEPTH before Python's recursion limit can.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nesting = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._nesting += 1
+        try:
+            if self._nesting > MAX_YAML_DEPTH:
+                raise YamlLimitError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                     self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._nesting -= 1
 
 
 # YAML 1.2 floats such as 1e6 and 2.0e6: PyYAML follows YAML 1.1, where they are
@@ -63,14 +106,86 @@ def _record_lines(node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int],
     on_stack.discard(id(node))
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise YamlLimitError if the tree, with every alias expanded, is too deep, too large, or endless.
+
+    An alias is the same node object in two places, so a walk with memory
+    counts each distinct node once (linear in the file) while adding up what
+    the expanded tree would hold. The walk keeps its own stack: a chain of
+    aliases can be deeper than Python's recursion limit.
+    """
+    size: dict[int, int] = {}    # id(node) -> nodes in its expanded subtree
+    depth: dict[int, int] = {}   # id(node) -> levels of its expanded subtree
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            children = _children(node)
+            size[key] = 1 + sum(size[id(child)] for child in children)
+            depth[key] = 1 + max((depth[id(child)] for child in children), default=0)
+            if size[key] > MAX_YAML_NODES:
+                raise YamlLimitError(None, None, f"more than {MAX_YAML_NODES:,} values once its aliases "
+                                                 "(*name) are expanded", node.start_mark)
+            if depth[key] > MAX_YAML_DEPTH:
+                raise YamlLimitError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep once its "
+                                                 "aliases (*name) are expanded", node.start_mark)
+            continue
+        if key in size:
+            continue
+        if key in on_path:  # &a [*a]: a value that contains itself never ends
+            raise YamlLimitError(None, None, "an alias (*name) refers to a value that contains it",
+                                 node.start_mark)
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if isinstance(child, yaml.ScalarNode):  # a leaf: no need to visit it twice
+                size[id(child)] = depth[id(child)] = 1
+            elif id(child) not in size:
+                stack.append((child, False))
+
+
+def _control_character_problem(error: yaml.reader.ReaderError, text: str, where: str) -> Problem:
+    line = text.count("\n", 0, error.position) + 1 if isinstance(error.position, int) else None
+    character = error.character
+    code = ord(character) if isinstance(character, str) else int(character)
+    return Problem(where, line, "", f"not valid YAML: the control character U+{code:04X} is not allowed in "
+                                    "YAML text", allowed="printable text (tabs and line breaks are fine)")
+
+
 def parse_yaml(text: str, where: str) -> tuple[Any, dict[FieldPath, int]]:
-    """The data of one YAML document and the line of each field path; StudyError if unreadable."""
-    loader = LineRecordingLoader(text)
+    """The data of one YAML document and the line of each field path; StudyError if unreadable or too costly."""
+    if len(text) > MAX_YAML_CHARS:
+        raise StudyError([Problem(where, None, "", f"too large to be a study ({len(text):,} characters)",
+                                  allowed=f"at most {MAX_YAML_CHARS:,} characters")], where)
+    loader = None
     try:
+        # Inside the try: the reader checks every character as it is built.
+        loader = LineRecordingLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        _check_expansion(node)
         data = loader.construct_document(node)
+    except YamlLimitError as error:
+        mark = error.problem_mark
+        raise StudyError([Problem(where, mark.line + 1 if mark is not None else None, "",
+                                  f"too costly to read: {error.problem}",
+                                  allowed=f"at most {MAX_YAML_DEPTH} levels and {MAX_YAML_NODES:,} values "
+                                          "after aliases, with no alias inside its own anchor")],
+                         where) from None
+    except yaml.reader.ReaderError as error:
+        raise StudyError([_control_character_problem(error, text, where)], where) from None
     except yaml.constructor.ConstructorError as error:
         raise StudyError([_tag_problem(error, where)], where) from None
     except yaml.MarkedYAMLError as error:
@@ -80,8 +195,12 @@ def parse_yaml(text: str, where: str) -> tuple[Any, dict[FieldPath, int]]:
                          where) from None
     except yaml.YAMLError as error:
         raise StudyError([Problem(where, None, "", f"not valid YAML: {error}")], where) from None
+    except ValueError as error:  # an integer of more digits than Python converts (4,300)
+        raise StudyError([Problem(where, None, "", f"not valid YAML: {str(error).split(':')[0]}")],
+                         where) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: dict[FieldPath, int] = {(): node.start_mark.line + 1}
     _record_lines(node, (), lines, where, set())
     return data, lines

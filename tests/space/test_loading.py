@@ -39,7 +39,7 @@ BAD_STUDIES = [
      ["space.shortcut", "level 'A' appears twice"]),
     ("range endpoint checked by the field rule", HEADER + "space:\n  base: cifar_resnet20\n"
      "  blocks_per_stage: {int: [0, 3]}\n",
-     ["space.blocks_per_stage.int[0]", "out of range", "got 0", "an integer >= 1"]),
+     ["space.blocks_per_stage.int[0]", "out of range", "got 0", "an integer in [1, 1000]"]),
     ("log range needs low > 0", HEADER + "space: {base: cifar_resnet20}\n"
      "train: {weight_decay: {float: [0, 0.1], log: true}}\nsearch: {strategy: optuna, trials: 2}\n",
      ["train.weight_decay", "`low > 0` must hold"]),

@@ -60,7 +60,7 @@ def test_study_from_dict_takes_overrides(minimal_study_dict):
 BAD_OVERRIDES = [
     ("train.epoch=3", "--set train.epoch=3: unknown field 'epoch' (did you mean 'epochs'?)"),
     ("trian.epochs=3", "--set trian.epochs=3: trian: unknown field 'trian' (did you mean 'train'?)"),
-    ("train.epochs=0", "--set train.epochs=0: out of range; got 0; allowed: an integer >= 1"),
+    ("train.epochs=0", "--set train.epochs=0: out of range; got 0; allowed: an integer in [1, 10000]"),
     ("train.epochs=three", "--set train.epochs=three: wrong type; got 'three'; allowed: an integer"),
     ("space.shortcut={choice: [A, E]}",
      "--set space.shortcut={choice: [A, E]}: space.shortcut.choice[1]: not an allowed value; got 'E'"),

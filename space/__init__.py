@@ -11,6 +11,7 @@ from ._loading import load_study, study_from_dict
 from ._matching import KNOBS as MATCH_KNOBS
 from ._matching import MATCH_METRICS, Match
 from ._optuna_samplers import SAMPLERS, make_sampler
+from ._reference import FieldDoc, explain, field_docs, reference_markdown, schema_text, study_json_schema
 from ._sampling import (TrialPlan, constraint_violation, define_by_run, factors, grid_points, grid_search_space,
                         resolve)
 from ._settings import NORMALIZATIONS, OPTIMIZERS, SCHEDULES, DataSettings, TrainSettings
@@ -23,4 +24,5 @@ __all__ = [
     "factors", "constraint_violation", "space_size", "dry_run_report",
     "Match", "MATCH_KNOBS", "MATCH_METRICS",
     "OPTIMIZERS", "SCHEDULES", "NORMALIZATIONS", "SAMPLERS", "make_sampler",
+    "study_json_schema", "schema_text", "field_docs", "FieldDoc", "reference_markdown", "explain",
 ]

@@ -9,7 +9,7 @@ import optuna
 
 from ._forms import Choice, FloatRange, IntRange, is_searched
 from ._matching import Match, is_design_factor
-from ._sampling import SEED, define_by_run, grid_points, resolve
+from ._sampling import SEED, constraint_violation, define_by_run, grid_points, resolve
 from ._space import Parameter, format_value, short_number
 from ._study import Study
 
@@ -82,12 +82,20 @@ def _train_line(study: Study) -> str:
     return "train: " + ", ".join(f"{name} {_show_setting(getattr(train, name))}" for name in fields)
 
 
-def _row(label: str, plan_or_error: Any, violation: str | None) -> tuple[str, str, str, str, str]:
+def _row(label: str, plan_or_error: Any, violation: str | None) -> tuple[str, str, str, str, str, str]:
     if isinstance(plan_or_error, str):
-        return label, "-", "-", "-", f"invalid: {plan_or_error}"
-    spec, measured = plan_or_error
+        return label, "-", "-", "-", "-", f"invalid: {plan_or_error}"
+    spec, measured, memory = plan_or_error
     return (label, f"{spec.num_layers} layers", f"{measured.params / 1e6:.2f} M params",
-            f"{measured.macs / 1e6:.2f} M MACs", f"rejected: {violation}" if violation else "ok")
+            f"{measured.macs / 1e6:.2f} M MACs", memory.short(), f"rejected: {violation}" if violation else "ok")
+
+
+def _memory_line(study: Study) -> str:
+    budget = study.memory_budget
+    if budget is None or budget.bytes is None:
+        reason = budget.source if budget is not None else "unknown"
+        return f"memory per trial: {reason}; not checked"
+    return f"memory per trial: {budget.describe()}; estimated from the shapes (models.training_memory)"
 
 
 def _sampled_rows(study: Study, samples: int, seed: int,
@@ -112,7 +120,8 @@ def _sampled_rows(study: Study, samples: int, seed: int,
             continue
         measured = space.measure(plan.spec)
         seed_text = f", seed={plan.train.seed}" if "seed" in trial.params else ""
-        rows.append(_row(plan.label + seed_text, (plan.spec, measured), space.violation(measured)))
+        rows.append(_row(plan.label + seed_text, (plan.spec, measured, study.training_memory(plan.spec, plan.train)),
+                         constraint_violation(study, plan.spec, plan.train)))
         if plan.matched is not None:  # solved again here only to show the cost before matching
             values = {name: value for name, value in trial.params.items() if name != SEED}
             match = space.matched(values, plan.train.seed)[2]
@@ -173,20 +182,23 @@ def dry_run_report(study: Study, samples: int = 5, seed: int = 0) -> str:
         _train_line(study),
         "constraints: " + (", ".join(f"{name} {short_number(value)}" for name, value in bounds.items()) or "none"),
         f"resources per trial: {search.resources.cpus:g} cpus, {search.resources.gpus:g} gpus",
+        _memory_line(study),
     ]
     matches: list[tuple[str, Match]] = []
     if study.grid is not None:
         points = grid_points(study)
         shown = points[:samples]
         lines.append(f"first {len(shown)} of {len(points)} grid points:")
-        rows = [_row(point.label, (point.spec, point.complexity), None) for point in shown]
+        trains = [resolve(study, {"point": point.label, "seed": search.seeds[0]}).train for point in shown]
+        rows = [_row(point.label, (point.spec, point.complexity, study.training_memory(point.spec, train)), None)
+                for point, train in zip(shown, trains)]
         matches = [(point.label, point.match) for point in points if point.match is not None]  # every point
     else:
         lines.append(f"{samples} random samples (seed {seed}):")
         rows = _sampled_rows(study, samples, seed, matches)
-    widths = [max((len(row[column]) for row in rows), default=0) for column in range(4)]
+    widths = [max((len(row[column]) for row in rows), default=0) for column in range(5)]
     for row in rows:
-        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:4], widths[1:])), row[4]]
+        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:5], widths[1:])), row[5]]
         lines.append("  " + "   ".join(cells))
     lines += _match_lines(study, matches)
     return "\n".join(lines)

@@ -122,10 +122,32 @@ def resolve(study: Study, params: Mapping[str, Any]) -> TrialPlan:
                      matched=None if match is None else match.record())
 
 
-def constraint_violation(study: Study, spec: ArchSpec) -> str | None:
-    """"macs 3.1e8 > max_macs 3e8" when `spec` breaks a constraint of the study, else None."""
+def constraint_violation(study: Study, spec: ArchSpec, train: TrainSettings | None = None) -> str | None:
+    """Why a sampled trial is rejected before training, else None.
+
+    "macs 3.1e8 > max_macs 3e8" when `spec` breaks a constraint of the study;
+    "needs about 57 GiB (...) to train, more than the 11.7 GiB (...) it may use"
+    when training it with `train` would not fit one trial's memory. Without
+    `train`, the study's largest training settings (searched ones at their
+    high end) stand in.
+    """
     space = study.search_space
-    return space.violation(space.measure(spec))
+    violation = space.violation(space.measure(spec))
+    if violation is not None:
+        return violation
+    train = train if train is not None else _largest_training(study)
+    return None if train is None else study.memory_refusal(spec, train)
+
+
+def _largest_training(study: Study) -> TrainSettings | None:
+    """The fixed training settings with every searched one at its high end (the largest batch); None if invalid."""
+    space = study.search_space
+    searched = {parameter.path[1]: parameter.corner(high=True) for parameter in space.parameters
+                if parameter.path[0] == "train"}
+    try:
+        return TrainSettings.from_dict({**space.train, **searched, "seed": study.search.seeds[0]})
+    except ValueError:  # a high end that breaks a rule with another (warm-up past the epochs)
+        return None
 
 
 def factors(study: Study) -> dict[str, dict[str, Any]]:

@@ -17,11 +17,15 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from models import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, presets
 
-from ._forms import (NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StrictModel, categorical, integer,
-                     interval, one_of, real, rule_error)
+from ._forms import PositiveFloat, PositiveInt, StrictModel, categorical, integer, interval, one_of, real, rule_error
+from ._forms import (MAX_BATCH_SIZE, MAX_CONCURRENT, MAX_CROP_PADDING, MAX_EPOCHS, MAX_GPUS, MAX_IMAGES,
+                     MAX_IN_CHANNELS, MAX_LR, MAX_REPEATS, MAX_STAGES, MAX_SYNTHETIC_IMAGES, MAX_THREADS,
+                     MAX_TRIALS, MAX_WEIGHT_DECAY, MAX_WIDTH_MULTIPLIER, Depth, EpochCount, Seed, Width)
+from ._forms import JsonSchemaKeywords
 from ._matching import KNOBS, MATCH_METRICS
 from ._optuna_samplers import SAMPLERS
 from ._settings import (AMP_MODES, DATASET_NAMES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, DataSettings,
@@ -68,25 +72,65 @@ class DataSection(StrictModel):
     """`data`: every field of DataSettings, fixed (a study compares models on one split)."""
 
     dataset: Literal[DATASET_NAMES] = _DATA_DEFAULTS.dataset  # type: ignore[valid-type]
+    """The images: CIFAR-10 or CIFAR-100 (Krizhevsky 2009), or synthetic images made in memory, which only check
+    that the pipeline runs."""
     root: str | None = _DATA_DEFAULTS.root
+    """The folder holding the official cifar-10-batches-py or cifar-100-python; null trains on the
+    1,500/500-image CIFAR-10 sample in the package. Not for the synthetic dataset."""
     download: bool = _DATA_DEFAULTS.download
+    """Fetch the official archive into data.root when it is missing, and check its published md5 (needs a
+    network). Not for the synthetic dataset."""
     val_fraction: interval(float, 0, 1, low_open=True, high_open=True) = _DATA_DEFAULTS.val_fraction  # type: ignore[valid-type]
-    split_seed: NonNegativeInt = _DATA_DEFAULTS.split_seed  # type: ignore[valid-type]
-    crop_padding: NonNegativeInt = _DATA_DEFAULTS.crop_padding  # type: ignore[valid-type]
+    """The fraction of the training images held out for validation: trials are ranked on it, and the test set is
+    only reported."""
+    split_seed: Seed = _DATA_DEFAULTS.split_seed  # type: ignore[valid-type]
+    """The seed of the train/validation split, the same for every trial of the study."""
+    crop_padding: interval(int, 0, MAX_CROP_PADDING) = _DATA_DEFAULTS.crop_padding  # type: ignore[valid-type]
+    """Zero-padding in pixels before the random crop back to full size (4 in He et al. 2015, Sec. 4.2); 0 turns
+    cropping off."""
     flip: bool = _DATA_DEFAULTS.flip
+    """Random horizontal flips of the training images (He et al. 2015, Sec. 4.2)."""
     normalize: Literal[tuple(NORMALIZATIONS)] = _DATA_DEFAULTS.normalize  # type: ignore[valid-type]
-    train_limit: PositiveInt | None = _DATA_DEFAULTS.train_limit  # type: ignore[valid-type]
-    synthetic_train: interval(int, 10) = _DATA_DEFAULTS.synthetic_train  # type: ignore[valid-type]
-    synthetic_test: interval(int, 10) = _DATA_DEFAULTS.synthetic_test  # type: ignore[valid-type]
+    """The per-channel mean and std images are normalised with: the CIFAR-10 training set's, ImageNet's (what
+    many released checkpoints expect), or none."""
+    train_limit: interval(int, 1, MAX_IMAGES) | None = _DATA_DEFAULTS.train_limit  # type: ignore[valid-type]
+    """Train on the first N shuffled training images only, for small CPU budgets; null uses them all."""
+    synthetic_train: interval(int, 10, MAX_SYNTHETIC_IMAGES) = _DATA_DEFAULTS.synthetic_train  # type: ignore[valid-type]
+    """How many synthetic training images each trial generates (synthetic dataset only)."""
+    synthetic_test: interval(int, 10, MAX_SYNTHETIC_IMAGES) = _DATA_DEFAULTS.synthetic_test  # type: ignore[valid-type]
+    """How many synthetic test images each trial generates (synthetic dataset only)."""
+
+    # Validators run only on fields the file gives, in field order (dataset first).
+    @field_validator("root")
+    @classmethod
+    def _root_needs_files(cls, root: str | None, info: ValidationInfo) -> str | None:
+        if root is not None and info.data.get("dataset") == "synthetic":
+            raise rule_error("the synthetic dataset is generated in memory, so data.root would never be read",
+                             "leave data.root out (or null), or set data.dataset: cifar10 or cifar100")
+        return root
+
+    @field_validator("download")
+    @classmethod
+    def _download_needs_files(cls, download: bool, info: ValidationInfo) -> bool:
+        if download and info.data.get("dataset") == "synthetic":
+            raise rule_error("the synthetic dataset is generated in memory, so there is nothing to download",
+                             "leave data.download out (or false), or set data.dataset: cifar10 or cifar100")
+        return download
 
 
 class Constraints(StrictModel):
     """Bounds on params and MACs; a sampled spec outside them is rejected before training."""
 
     max_params: PositiveFloat | None = None  # type: ignore[valid-type]
+    """The most parameters an architecture may have; a point above it is dropped before training."""
     max_macs: PositiveFloat | None = None  # type: ignore[valid-type]
+    """The most multiply-accumulates per image (at the dataset's image size) an architecture may have; a point
+    above it is dropped before training."""
     min_params: PositiveFloat | None = None  # type: ignore[valid-type]
+    """The fewest parameters an architecture may have; a point below it is dropped before training."""
     min_macs: PositiveFloat | None = None  # type: ignore[valid-type]
+    """The fewest multiply-accumulates per image an architecture may have; a point below it is dropped before
+    training."""
 
     @field_validator("min_params", "min_macs")
     @classmethod
@@ -107,18 +151,29 @@ class MatchComplexity(StrictModel):
     """`space.match_complexity`: every point at its target's cost, by solving one knob (rules in `_matching`)."""
 
     by: Literal[MATCH_METRICS] = "macs"  # type: ignore[valid-type]  # "at equal FLOPs" is the usual question
+    """The cost every point is matched on: macs (multiply-accumulates; FLOPs are twice as many) or params."""
     adjust: Literal[tuple(KNOBS)] = "width_multiplier"  # type: ignore[valid-type]  # works for every block
+    """The knob solved to reach the target: width_multiplier (every width, any block), stem_width, or
+    bottleneck_ratio (bottleneck blocks only)."""
     # 1%: a ResNet-20's MACs move by about that much per channel of its last stage.
     tolerance: interval(float, 0, 1, low_open=True, high_open=True) = 0.01  # type: ignore[valid-type]
+    """How far a point's cost may stay from its target, as a fraction of the target; a point already that close
+    keeps its widths."""
     to: PositiveFloat | None = None  # type: ignore[valid-type]  # a fixed target; None: each point's reference
+    """One target cost for every point (required by strategy optuna); null: a grid point's target is the same
+    point with every design factor at its reference level."""
 
 
 class StageSection(StrictModel):
     """One entry of `space.stages`; a field left out comes from `space.base`."""
 
-    depth: integer(PositiveInt) | None = None  # type: ignore[valid-type]
-    width: integer(PositiveInt) | None = None  # type: ignore[valid-type]
+    depth: integer(Depth) | None = None  # type: ignore[valid-type]
+    """How many blocks the stage has; left out: the stage of space.base with the same index."""
+    width: integer(Width) | None = None  # type: ignore[valid-type]
+    """The output channels of the stage's blocks; left out: the stage of space.base with the same index."""
     stride: categorical(Stride) | None = None  # type: ignore[valid-type]
+    """The stride of the stage's first block: 1 keeps the image size, 2 halves it; left out: space.base's stage,
+    else 1."""
 
 
 # The ArchSpec fields a study may search, in the order trials suggest them:
@@ -133,24 +188,53 @@ CONVENIENCE_FIELDS = ("blocks_per_stage", "width_multiplier")
 class SpaceSection(StrictModel):
     """`space`: the architecture space; each ArchSpec field fixed or searched."""
 
-    base: Annotated[str, AfterValidator(_check_preset)] | None = None
+    base: Annotated[str, AfterValidator(_check_preset), JsonSchemaKeywords(enum=presets())] | None = None
+    """A models preset to start from (see python -m models describe NAME); each field given in space replaces the
+    preset's."""
     stem: categorical(Literal[STEMS]) | None = None  # type: ignore[valid-type]
-    stem_width: integer(PositiveInt) | None = None  # type: ignore[valid-type]
+    """The layers before the first stage: cifar (one 3x3 conv, He et al. 2015 Sec. 4.2), imagenet (7x7 conv and
+    max pool, Table 1) or deep (three 3x3 convs, ResNet-C of He et al. 2019, arXiv 1812.01187)."""
+    stem_width: integer(Width) | None = None  # type: ignore[valid-type]
+    """The output channels of the stem."""
     block: categorical(Literal[BLOCKS]) | None = None  # type: ignore[valid-type]
+    """The residual block: basic (two 3x3 convs) or bottleneck (1x1, 3x3, 1x1), He et al. 2015 Fig. 5; the
+    preact_ variants put BN and ReLU before each conv (He et al. 2016, arXiv 1603.05027)."""
     shortcut: categorical(Literal[SHORTCUTS]) | None = None  # type: ignore[valid-type]
+    """The shortcut of a block that changes shape: A pads with zeros, B projects with a 1x1 conv, C projects in
+    every block (He et al. 2015, Sec. 3.3); D average-pools before projecting (ResNet-D, He et al. 2019); none
+    gives a plain net."""
     bottleneck_ratio: real(interval(float, 0, 4, low_open=True)) | None = None  # type: ignore[valid-type]
-    groups: integer(PositiveInt) | None = None  # type: ignore[valid-type]
+    """The inner (3x3) width of a bottleneck block over its output width: 0.25 in ResNet-50 (He et al. 2015,
+    Table 1)."""
+    groups: integer(Width) | None = None  # type: ignore[valid-type]
+    """The groups of a bottleneck's 3x3 conv (ResNeXt, Xie et al. 2017, arXiv 1611.05431); the inner width must
+    divide by it."""
     bottleneck_stride: categorical(Literal[BOTTLENECK_STRIDES]) | None = None  # type: ignore[valid-type]
+    """Which conv of a downsampling bottleneck strides: 3x3 (torchvision's 'ResNet v1.5') or 1x1 (He et al.
+    2015)."""
     zero_init_residual: categorical(bool) | None = None  # type: ignore[valid-type]
+    """Start the last BN of every residual branch at zero, so each block starts as the identity (Goyal et al.
+    2017, arXiv 1706.02677)."""
     # Conveniences: one value for every stage (depth) or every width (a multiplier).
-    blocks_per_stage: integer(PositiveInt) | None = None  # type: ignore[valid-type]
-    width_multiplier: real(PositiveFloat) | None = None  # type: ignore[valid-type]
-    stages: Annotated[list[StageSection], Field(min_length=1)] | None = None
+    blocks_per_stage: integer(Depth) | None = None  # type: ignore[valid-type]
+    """One depth for every stage: 3, 5, 7, 9 give ResNet-20, 32, 44, 56 on CIFAR (6n+2 layers, He et al. 2015
+    Sec. 4.2); stages then give no depth of their own."""
+    width_multiplier: real(interval(float, 0, MAX_WIDTH_MULTIPLIER, low_open=True)) | None = None  # type: ignore[valid-type]
+    """Scales the stem and every stage width, each rounded to whole channels (as wide ResNets widen, Zagoruyko &
+    Komodakis 2016)."""
+    stages: Annotated[list[StageSection], Field(min_length=1, max_length=MAX_STAGES)] | None = None
+    """The stages in order, each {depth, width, stride}; a field left out comes from the stage of space.base with
+    the same index."""
     # Fixed: they follow the data, not the design (None = from the dataset / base).
     num_classes: PositiveInt | None = None  # type: ignore[valid-type]
-    in_channels: PositiveInt | None = None  # type: ignore[valid-type]
+    """The classes of the final layer: always the dataset's, so leave it out (another value is an error)."""
+    in_channels: interval(int, 1, MAX_IN_CHANNELS) | None = None  # type: ignore[valid-type]
+    """The input channels of the stem (3 for RGB images)."""
     constraints: Constraints = Constraints()
+    """Bounds on each architecture's cost; points outside them are dropped before training."""
     match_complexity: MatchComplexity | None = None
+    """Compare the levels at equal cost: each point's knob is solved so that it costs what its target costs
+    (rules in space/_matching.py)."""
 
 
 def _seed_comes_from_search(value: Any) -> Any:
@@ -161,24 +245,45 @@ def _seed_comes_from_search(value: Any) -> Any:
 class TrainSection(StrictModel):
     """`train`: every field of TrainSettings except the seed, each fixed or searched."""
 
-    epochs: integer(PositiveInt) = _TRAIN_DEFAULTS.epochs  # type: ignore[valid-type]
-    batch_size: integer(PositiveInt) = _TRAIN_DEFAULTS.batch_size  # type: ignore[valid-type]
+    epochs: integer(EpochCount) = _TRAIN_DEFAULTS.epochs  # type: ignore[valid-type]
+    """Epochs each trial trains for (164 in the paper's CIFAR recipe: 64k iterations at batch 128, He et al. 2015
+    Sec. 4.2)."""
+    batch_size: integer(interval(int, 1, MAX_BATCH_SIZE)) = _TRAIN_DEFAULTS.batch_size  # type: ignore[valid-type]
+    """Images per optimizer step."""
     optimizer: categorical(Literal[tuple(OPTIMIZERS)]) = _TRAIN_DEFAULTS.optimizer  # type: ignore[valid-type]
-    lr: real(PositiveFloat) = _TRAIN_DEFAULTS.lr  # type: ignore[valid-type]
+    """sgd (with momentum) or adamw (Loshchilov & Hutter 2019, arXiv 1711.05101)."""
+    lr: real(interval(float, 0, MAX_LR, low_open=True)) = _TRAIN_DEFAULTS.lr  # type: ignore[valid-type]
+    """The peak learning rate, reached at the end of the warm-up."""
     momentum: real(interval(float, 0, 1, high_open=True)) = _TRAIN_DEFAULTS.momentum  # type: ignore[valid-type]
+    """SGD's momentum (adamw does not use it)."""
     nesterov: categorical(bool) = _TRAIN_DEFAULTS.nesterov  # type: ignore[valid-type]
-    weight_decay: real(NonNegativeFloat) = _TRAIN_DEFAULTS.weight_decay  # type: ignore[valid-type]
+    """Nesterov momentum (sgd only)."""
+    weight_decay: real(interval(float, 0, MAX_WEIGHT_DECAY)) = _TRAIN_DEFAULTS.weight_decay  # type: ignore[valid-type]
+    """Weight decay: L2 for sgd, decoupled for adamw."""
     schedule: categorical(Literal[tuple(SCHEDULES)]) = _TRAIN_DEFAULTS.schedule  # type: ignore[valid-type]
+    """The learning rate after the warm-up: step (times gamma at each milestone), cosine (Loshchilov & Hutter
+    2017, arXiv 1608.03983, no restarts) or constant."""
     milestones: list[interval(float, 0, 1, low_open=True, high_open=True)] = \
         list(_TRAIN_DEFAULTS.milestones)  # type: ignore[valid-type]
+    """Where the step schedule multiplies the rate by gamma, as fractions of training (0.5, 0.75: the paper's 32k
+    and 48k of 64k iterations)."""
     gamma: real(interval(float, 0, 1, low_open=True)) = _TRAIN_DEFAULTS.gamma  # type: ignore[valid-type]
-    warmup_epochs: real(NonNegativeFloat) = _TRAIN_DEFAULTS.warmup_epochs  # type: ignore[valid-type]
+    """The step schedule's factor at each milestone (0.1 divides the rate by 10)."""
+    warmup_epochs: real(interval(float, 0, MAX_EPOCHS)) = _TRAIN_DEFAULTS.warmup_epochs  # type: ignore[valid-type]
+    """Epochs of linear learning-rate warm-up (fractions allowed), fewer than epochs; He et al. 2015 warm
+    ResNet-110 up for about one epoch (Sec. 4.2)."""
     label_smoothing: real(interval(float, 0, 1, high_open=True)) = \
         _TRAIN_DEFAULTS.label_smoothing  # type: ignore[valid-type]
+    """Label smoothing of the cross-entropy loss (Szegedy et al. 2016, arXiv 1512.00567)."""
     channels_last: categorical(bool) = _TRAIN_DEFAULTS.channels_last  # type: ignore[valid-type]
+    """Train in the channels_last memory format: faster convs on CPUs (oneDNN) and GPU tensor cores, the same
+    results."""
     amp: categorical(Literal[AMP_MODES]) = _TRAIN_DEFAULTS.amp  # type: ignore[valid-type]
-    max_threads: PositiveInt | None = _TRAIN_DEFAULTS.max_threads  # type: ignore[valid-type]
-    seed: Annotated[Any, AfterValidator(_seed_comes_from_search)] = None
+    """Mixed precision: auto (bf16 autocast on CUDA, float32 on CPU), bf16, or off."""
+    max_threads: interval(int, 1, MAX_THREADS) | None = _TRAIN_DEFAULTS.max_threads  # type: ignore[valid-type]
+    """Torch threads of one trial on a CPU; null: what the runner gives it (search.resources.cpus)."""
+    # Only here to explain itself; the JSON Schema leaves it out, so editors flag it as unknown.
+    seed: SkipJsonSchema[Annotated[Any, AfterValidator(_seed_comes_from_search)]] = None
 
     @field_validator("milestones")
     @classmethod
@@ -202,18 +307,27 @@ def _parse_objective(value: Any) -> tuple[str, str]:
     return (metric, mode)
 
 
+# `search.objectives` in the JSON Schema: one "metric:mode" text, or a list of them.
+_OBJECTIVE_TEXT = {"type": "string", "enum": [f"{metric}:{mode}" for metric in METRICS for mode in MODES]}
+OBJECTIVES_JSON_SCHEMA = {"anyOf": [_OBJECTIVE_TEXT, {"type": "array", "items": _OBJECTIVE_TEXT, "minItems": 1}]}
+
+
 class Asha(StrictModel):
     """ASHA early stopping on val_acc (Li et al. 2018, arXiv 1810.05934)."""
 
-    grace_period: PositiveInt = 1  # type: ignore[valid-type]
+    grace_period: EpochCount = 1  # type: ignore[valid-type]
+    """Epochs every trial trains before ASHA may stop it."""
     reduction_factor: interval(float, 1, low_open=True) = 3  # type: ignore[valid-type]
+    """ASHA's reduction factor eta: about one trial in eta goes on from each rung to the next."""
 
 
 class Resources(StrictModel):
     """What one trial holds; gpus below 1 let several trials share one GPU."""
 
-    cpus: PositiveFloat = 1.0  # type: ignore[valid-type]
-    gpus: NonNegativeFloat = 0.0  # type: ignore[valid-type]
+    cpus: interval(float, 0, MAX_THREADS, low_open=True) = 1.0  # type: ignore[valid-type]
+    """The CPUs one trial holds (Ray resources)."""
+    gpus: interval(float, 0, MAX_GPUS) = 0.0  # type: ignore[valid-type]
+    """The GPUs one trial holds; below 1, several trials share one GPU."""
 
     @field_validator("gpus")
     @classmethod
@@ -224,24 +338,77 @@ class Resources(StrictModel):
         return gpus
 
 
+def checked_storage_url(url: str) -> str:
+    """`url` when Optuna can open it: an SQLAlchemy URL whose dialect and driver import; a file for SQLite."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    allowed = "an SQLAlchemy database URL, e.g. sqlite:///runs/study.db or postgresql+psycopg2://user@host/db"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise rule_error("not a database URL", allowed) from None
+    shown = parsed.render_as_string(hide_password=True)  # the message never repeats a password
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise rule_error(f"{shown}: SQLAlchemy has no database type {parsed.drivername!r}", allowed,
+                         show_input=False) from None
+    try:
+        getattr(dialect, "import_dbapi", getattr(dialect, "dbapi", None))()
+    except ImportError as error:
+        raise rule_error(f"{shown}: its database driver is not installed ({error}); install it on every "
+                         f"machine of the run", allowed, show_input=False) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise rule_error(f"{shown}: an in-memory database keeps nothing for --resume or the report",
+                         "sqlite:///PATH/study.db (a file)", show_input=False)
+    return url
+
+
 class SearchSection(StrictModel):
     """`search`: how points are chosen, what is optimised, and what each trial may use."""
 
     strategy: Literal[STRATEGIES] = "grid"  # type: ignore[valid-type]
+    """grid trains every point of the space (choices and stepped ranges) with every seed; optuna samples
+    search.trials points with search.sampler."""
     sampler: Literal[tuple(SAMPLERS)] = "tpe"  # type: ignore[valid-type]
+    """The Optuna sampler (strategy optuna only): tpe (multivariate TPE), random, nsga2 (NSGA-II, Deb et al.
+    2002) or qmc (quasi-Monte Carlo)."""
     # Parsed from "metric:mode" text into (metric, mode) pairs.
-    objectives: Annotated[list[Annotated[Any, AfterValidator(_parse_objective)]],
-                          Field(min_length=1)] = [("val_acc", "max")]
-    trials: PositiveInt | None = None  # type: ignore[valid-type]
-    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] | None = None  # type: ignore[valid-type]
-    repeats: PositiveInt | None = None  # type: ignore[valid-type]
-    sampler_seed: NonNegativeInt = 0  # type: ignore[valid-type]
+    objectives: Annotated[list[Annotated[Any, AfterValidator(_parse_objective)]], Field(
+        min_length=1, json_schema_extra={"default": ["val_acc:max"]},
+        description="What is optimised, as metric:mode (val_acc, macs or params; max or min); two or more "
+                    "objectives make a multi-objective search for the Pareto front."),
+        WithJsonSchema(OBJECTIVES_JSON_SCHEMA)] = [("val_acc", "max")]
+    trials: interval(int, 1, MAX_TRIALS) | None = None  # type: ignore[valid-type]
+    """The trial budget of an optuna study (required there); a grid derives it (points x seeds), and a value
+    given must equal that."""
+    seeds: Annotated[list[Seed], Field(min_length=1)] | None = None  # type: ignore[valid-type]
+    """The training seeds: every point trains once per seed, and trials that share a seed are compared in pairs;
+    distinct."""
+    repeats: interval(int, 1, MAX_REPEATS) | None = None  # type: ignore[valid-type]
+    """Instead of seeds: seeds 0 to repeats - 1."""
+    sampler_seed: Seed = 0  # type: ignore[valid-type]
+    """The seed of the Optuna sampler, and of the random points an optuna space is checked at when it loads."""
     scheduler: Literal[SCHEDULERS] = "none"  # type: ignore[valid-type]
+    """none trains every trial to the end; asha stops weak trials early on val_acc (Li et al. 2018, arXiv
+    1810.05934)."""
     asha: Asha | None = None
+    """ASHA's settings (scheduler asha only)."""
     resources: Resources = Resources()
-    max_concurrent: PositiveInt | None = None  # type: ignore[valid-type]
-    keep_checkpoints: interval(int, -1) = 3  # type: ignore[valid-type]
+    """What one trial holds."""
+    max_concurrent: interval(int, 1, MAX_CONCURRENT) | None = None  # type: ignore[valid-type]
+    """At most this many trials at once; null: as many as the resources allow."""
+    keep_checkpoints: interval(int, -1, MAX_TRIALS) = 3  # type: ignore[valid-type]
+    """Keep the weights of the best N trials in the run folder; 0 keeps none, -1 all."""
     storage: str | None = None
+    """The Optuna storage URL (e.g. postgresql://user@host/db); null: study.db (SQLite) in the run folder."""
+    # Each finished trial is in the trial log at once; rewriting the tables costs the more, the more trials
+    # there are (seconds at 10,000 trials), so it is done on a clock, not per trial.
+    results_every_s: PositiveFloat = 60.0  # type: ignore[valid-type]
+    """How often, in seconds, results and curves (parquet and CSV) are rewritten from the trial log while the study
+    runs; they are also written after the first trial, at the end and on --resume, and readers see every finished
+    trial at any time."""
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -273,6 +440,12 @@ class SearchSection(StrictModel):
             raise rule_error("seeds repeat", "distinct seeds")
         return seeds
 
+    @field_validator("storage")
+    @classmethod
+    def _storage_optuna_can_open(cls, storage: str | None) -> str | None:
+        # Checked at load (the dry run, and before Ray starts), not when the searcher first opens it.
+        return None if storage is None else checked_storage_url(storage)
+
     @field_validator("repeats")
     @classmethod
     def _seeds_or_repeats(cls, repeats: int, info: ValidationInfo) -> int:
@@ -296,16 +469,31 @@ class ReportSection(StrictModel):
     # The smallest accuracy difference worth resolving (a fraction: 0.01 = 1 pp); the power
     # analysis says how many seeds per level would detect it.
     target_effect: interval(float, 0, 1, low_open=True, high_open=True) = 0.01  # type: ignore[valid-type]
+    """The smallest accuracy difference worth resolving (0.01 = 1 percentage point); the report's power analysis
+    says how many seeds per level would detect it."""
+    # While the study runs, report.html is rebuilt after a trial finishes, at most once per this many
+    # seconds (0: after every trial): a build costs seconds of CPU, so a study of short trials keeps it rare.
+    live_every_s: interval(float, 0) = 30.0  # type: ignore[valid-type]
+    """While the study runs, rebuild report.html after a trial finishes, at most once per this many seconds
+    (0: after every trial)."""
 
 
 class StudyModel(StrictModel):
     """A whole study file: the question, the data, the space, the training and the search."""
 
     name: Annotated[str, AfterValidator(_check_study_name)]
+    """The study's name, of lowercase letters, digits, _ and -: it names the run folder (runs/<name>/) and the
+    Optuna study."""
     question: Annotated[str, AfterValidator(_check_question)]
+    """The question the study answers, in one sentence; run.json and the report repeat it."""
     data: DataSection = DataSection()
+    """The images every trial trains and is measured on, split and augmented alike for all trials."""
     space: SpaceSection
+    """The architecture space: each field fixed or searched, on top of an optional base preset."""
     train: TrainSection = TrainSection()
+    """How each architecture is trained; a searched training field is a factor like an architecture field."""
     search: SearchSection = SearchSection()
+    """How points are chosen (grid or optuna), what is optimised, the seeds, and what each trial may use."""
     report: ReportSection = ReportSection()
+    """What the report is asked to resolve."""
 

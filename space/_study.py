@@ -2,8 +2,10 @@
 
 Type and range checks are pydantic's (in `_schema`). Here the space is
 expanded: a grid is enumerated and every point built; an Optuna space is
-probed at its corners and at random points. A spec that cannot exist or a
-constraint nothing can meet rejects the study before any training.
+probed at its corners and at random points. A spec that cannot exist, a
+constraint nothing can meet, or a grid point whose training would not fit a
+trial's memory (`models.training_memory` against `models.trial_memory_budget`)
+rejects the study before any training.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
-from models import ArchSpec, Complexity
+from models import ArchSpec, Complexity, MemoryBudget, MemoryEstimate, training_memory, trial_memory_budget
 
 from ._errors import FieldProblem, Problem, StudyError
 from ._forms import Choice, IntRange
@@ -51,6 +53,7 @@ class SearchSettings:
     max_concurrent: int | None
     keep_checkpoints: int
     storage: str | None
+    results_every_s: float              # seconds between rewrites of the tables during a run
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class Study:
     model: StudyModel = field(repr=False)     # every section as validated
     search_space: SearchSpace = field(repr=False)
     grid: GridInfo | None = field(repr=False)  # None for optuna studies
+    # What one trial may use on this machine (`models.trial_memory_budget`); None: not checked.
+    memory_budget: MemoryBudget | None = field(default=None, repr=False)
 
     def data_settings(self) -> DataSettings:
         """The concrete data settings every trial of the study shares."""
@@ -106,6 +111,16 @@ class Study:
         settings = self.model.space.match_complexity
         return None if settings is None else settings.model_dump()
 
+    def training_memory(self, spec: ArchSpec, train: TrainSettings) -> MemoryEstimate:
+        """The estimated peak memory of training `spec` with `train` in one trial of this study."""
+        return trial_training_memory(spec, train, self.search_space.image_size, self.search.resources.gpus > 0)
+
+    def memory_refusal(self, spec: ArchSpec, train: TrainSettings) -> str | None:
+        """Why training `spec` with `train` would not fit one trial's memory ("needs about ..."); None if it fits."""
+        if self.memory_budget is None:
+            return None
+        return self.memory_budget.refusal(self.training_memory(spec, train))
+
     def is_searched(self, path: str) -> bool:
         """True when the dotted field path (`train.lr`, `space.shortcut`) is searched in this study."""
         return any(".".join(str(part) for part in parameter.path) == path
@@ -120,8 +135,17 @@ def max_epochs(model: StudyModel) -> int:
     return epochs.high if isinstance(epochs, IntRange) else epochs
 
 
+def trial_training_memory(spec: ArchSpec, train: TrainSettings, image_size: int, on_gpu: bool) -> MemoryEstimate:
+    """`models.training_memory` of one trial, with the activation precision search.train will use."""
+    # search.train autocasts to bf16 where train.amp is bf16, or auto on a GPU.
+    bf16 = train.amp == "bf16" or (train.amp == "auto" and on_gpu)
+    return training_memory(spec, image_size, train.batch_size, train.optimizer, activation_bytes=2 if bf16 else 4)
+
+
 # ---------------------------------------------------------------- checks
 _UNITS = {"macs": "MACs", "params": "params"}
+_MEMORY_REMEDY = ("a narrower or shallower network, a smaller train.batch_size, fewer trials at once "
+                  "(search.max_concurrent), or more memory per trial (search.resources.gpus or cpus)")
 
 
 def _check_satisfiable(space: SearchSpace, measured: list[Complexity], sampled: bool) -> None:
@@ -194,14 +218,48 @@ def _enumerate_grid(space: SearchSpace, seed: int) -> GridInfo:
     return GridInfo(tuple(points), len(candidates) - len(points), duplicates)
 
 
-def _probe(space: SearchSpace, sampler_seed: int, seed: int) -> None:
-    """Build (and match) the corners and PROBE_SAMPLES random points of an Optuna space."""
+def _probe(space: SearchSpace, sampler_seed: int, seed: int) -> list[tuple[ArchSpec, TrainSettings]]:
+    """Build (and match) the corners and PROBE_SAMPLES random points of an Optuna space; returns them."""
     rng = random.Random(sampler_seed)
     candidates = [("the low corner", space.corner(high=False)), ("the high corner", space.corner(high=True))]
     samples = PROBE_SAMPLES if space.match is None else MATCHED_PROBE_SAMPLES
     candidates += [("the sampled point", space.draw(rng)) for _ in range(samples)]
-    measured = [space.measure(_built(space, values, seed, what)[0]) for what, values in candidates]
-    _check_satisfiable(space, measured, sampled=True)
+    built = [_built(space, values, seed, what)[:2] for what, values in candidates]
+    _check_satisfiable(space, [space.measure(spec) for spec, _ in built], sampled=True)
+    return built
+
+
+def _check_grid_memory(space: SearchSpace, grid: GridInfo, budget: MemoryBudget, on_gpu: bool, seed: int) -> None:
+    """Every grid point must fit one trial's memory: the first that does not rejects the study."""
+    if budget.bytes is None:
+        return
+    train_names = [p.name for p in space.parameters if p.path[0] == "train"]
+    trains: dict[tuple[Any, ...], TrainSettings] = {}  # few distinct training settings, many points
+    misfits = []
+    for point in grid.points:
+        key = tuple(point.params.get(name) for name in train_names)
+        if key not in trains:
+            trains[key] = space.concrete(point.params, seed)[1]
+        refusal = budget.refusal(trial_training_memory(point.spec, trains[key], space.image_size, on_gpu))
+        if refusal is not None:
+            misfits.append((point.label, refusal))
+    if misfits:
+        label, refusal = misfits[0]
+        more = f" ({len(misfits)} of the {len(grid.points)} points do not fit)" if len(misfits) > 1 else ""
+        raise FieldProblem(("space",), f"the grid point '{label}' {refusal}{more}", allowed=_MEMORY_REMEDY)
+
+
+def _check_probe_memory(space: SearchSpace, probed: list[tuple[ArchSpec, TrainSettings]], budget: MemoryBudget,
+                        on_gpu: bool) -> None:
+    """Some probed point of an Optuna space must fit one trial's memory (the rest are rejected when sampled)."""
+    if budget.bytes is None or not probed:
+        return
+    estimates = [trial_training_memory(spec, train, space.image_size, on_gpu) for spec, train in probed]
+    smallest = min(estimates, key=lambda estimate: estimate.total)
+    refusal = budget.refusal(smallest)
+    if refusal is not None:
+        raise FieldProblem(("space",), f"no architecture in the space fits a trial's memory: the smallest of "
+                                       f"{len(probed)} sampled {refusal}", allowed=_MEMORY_REMEDY)
 
 
 def _search_settings(model: StudyModel, points: int | None) -> SearchSettings:
@@ -233,7 +291,8 @@ def _search_settings(model: StudyModel, points: int | None) -> SearchSettings:
         strategy=section.strategy, sampler=section.sampler if section.strategy == "optuna" else None,
         objectives=list(section.objectives), trials=trials, seeds=seeds, sampler_seed=section.sampler_seed,
         scheduler=section.scheduler, asha=asha, resources=section.resources,
-        max_concurrent=section.max_concurrent, keep_checkpoints=section.keep_checkpoints, storage=section.storage)
+        max_concurrent=section.max_concurrent, keep_checkpoints=section.keep_checkpoints, storage=section.storage,
+        results_every_s=section.results_every_s)
 
 
 def _check_asha_budget(model: StudyModel, search: SearchSettings) -> None:
@@ -259,12 +318,17 @@ def build_study(model: StudyModel, raw: dict[str, Any], path: str | None, locate
         space = build_search_space(model)
         first_seed = (model.search.seeds or [0])[0]
         grid = _enumerate_grid(space, first_seed) if model.search.strategy == "grid" else None
-        if grid is None:
-            _probe(space, model.search.sampler_seed, first_seed)
+        probed = _probe(space, model.search.sampler_seed, first_seed) if grid is None else []
         search = _search_settings(model, len(grid.points) if grid is not None else None)
         _check_asha_budget(model, search)
+        budget = trial_memory_budget(search.resources.gpus, search.resources.cpus, search.max_concurrent)
+        on_gpu = search.resources.gpus > 0
+        if grid is not None:
+            _check_grid_memory(space, grid, budget, on_gpu, first_seed)
+        else:
+            _check_probe_memory(space, probed, budget, on_gpu)
         data = _data_settings(model)
     except FieldProblem as problem:
         raise StudyError([locate(problem)], path) from None
     return Study(name=model.name, question=model.question, path=path, raw=raw, data=data, search=search,
-                 model=model, search_space=space, grid=grid)
+                 model=model, search_space=space, grid=grid, memory_budget=budget)

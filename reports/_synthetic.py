@@ -38,7 +38,8 @@ class _Architecture:
         blocks = max(1, (int(depth) - 2) // 6)
         stages = [models.StageSpec(depth=blocks, width=max(1, int(w * width_multiplier)), stride=1 if i == 0 else 2)
                   for i, w in enumerate(CIFAR_STAGE_WIDTHS)]
-        spec = models.ArchSpec(stages=tuple(stages), block=block, shortcut=shortcut, stem="cifar", stem_width=16,
+        spec = models.ArchSpec(stages=tuple(stages), block=block, shortcut=shortcut, stem="cifar",
+                               stem_width=stages[0].width,
                                num_classes=10)
         self._flat, self._key, self._yaml = spec.flat(), spec.key(), spec.to_yaml()
         measured = models.complexity(spec, 32)

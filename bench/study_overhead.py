@@ -8,12 +8,21 @@ of threads, and the study runs one trial at a time, so the difference is the
 orchestration alone. Prints the ratio study / loop (goal: < 1.10 for trials of
 30 s or more).
 
+The live report (report.html rebuilt in a background thread of the driver as
+trials finish, at most every `report.live_every_s`) is part of the study's
+wall time; the study prints how many builds it made and their seconds, and
+this prints their share. `--live-every-s` (repeatable) runs the study once per
+value: 0 rebuilds after every trial (the most it can cost), 1e9 only after the
+first (about none).
+
     .venv/bin/python bench/study_overhead.py [--epochs 12] [--seeds 2] [--width-multiplier 4]
+    .venv/bin/python bench/study_overhead.py --live-every-s 0 --live-every-s 1e9
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -35,16 +44,23 @@ def _overrides(args: argparse.Namespace) -> list[str]:
             "train.batch_size=64", f"space.width_multiplier={args.width_multiplier}"]
 
 
-def run_study(args: argparse.Namespace, out: Path) -> float:
+# What the runner prints at the end about the live report (search._live_report.LiveReport.summary).
+LIVE_LINE = re.compile(r"live report: (\d+) build\(s\) in the background, ([0-9.]+) s in all")
+
+
+def run_study(args: argparse.Namespace, out: Path, live_every_s: float | None = None) -> tuple[float, int, float]:
+    """(wall seconds, live builds, their seconds in the background) of `python -m search.run`."""
     command = [sys.executable, "-m", "search.run", str(STUDY), "--out", str(out), "--no-dashboard"]
-    for override in _overrides(args):
+    live = [] if live_every_s is None else [f"report.live_every_s={live_every_s}"]
+    for override in _overrides(args) + live:
         command += ["--set", override]
     start = time.perf_counter()
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if finished.returncode != 0:
         sys.exit(f"the study failed:\n{finished.stdout}\n{finished.stderr}")
-    return seconds
+    match = LIVE_LINE.search(finished.stdout)
+    return seconds, int(match.group(1)) if match else 0, float(match.group(2)) if match else 0.0
 
 
 def run_loop(args: argparse.Namespace, out: Path) -> tuple[float, list[float]]:
@@ -72,16 +88,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--width-multiplier", type=float, default=4.0)
+    parser.add_argument("--live-every-s", type=float, action="append", default=None,
+                        help="report.live_every_s of the study (default: the study's); repeat to run one study per value")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         loop_s, trial_s = run_loop(args, Path(folder) / "loop")
-        study_s = run_study(args, Path(folder) / "study")
-        results = pd.read_parquet(Path(folder) / "study" / "results.parquet")
+        studies = []
+        for index, live_every_s in enumerate(args.live_every_s or [None]):
+            studies.append((live_every_s, *run_study(args, Path(folder) / f"study{index}", live_every_s)))
+        _, study_s, builds, live_s = studies[-1]
+        results = pd.read_parquet(Path(folder) / f"study{len(studies) - 1}" / "results.parquet")
         # The report is part of the study's wall time; time it alone to show its share.
         from reports import build_report
 
         start = time.perf_counter()
-        build_report(Path(folder) / "study")
+        build_report(Path(folder) / f"study{len(studies) - 1}")
         report_s = time.perf_counter() - start
     n = len(trial_s)
     inside = results["wall_s"].sum()
@@ -94,6 +115,11 @@ def main() -> None:
           f"the rest (Ray start, scheduling, recording) {study_s - report_s - inside:.1f} s")
     print(f"ratio study / loop:  {study_s / loop_s:.3f}  (goal < 1.10)")
     print(f"ratio without the report: {(study_s - report_s) / loop_s:.3f}")
+    for live_every_s, seconds, builds, live_s in studies:
+        every = "the study's" if live_every_s is None else f"{live_every_s:g}"
+        print(f"live report, report.live_every_s={every}: study {seconds:7.1f} s, ratio {seconds / loop_s:.3f}; "
+              f"{builds} live build(s), {live_s:.1f} s in the driver's background thread "
+              f"({live_s / seconds:.1%} of the study's wall time)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ public too, so a notebook can recompute any number the page shows.
 from reports._answer import answer_lines
 from reports._edf import complexity_weights
 from reports._factorial import Factorial, factorial_tables
+from reports._fidelity import Fidelity, budget_fidelity, kendall_tau_ci, rank_stability
 from reports._load import Factor, ReportError, RunData, load_run
 from reports._power import SeedPlan, minimum_detectable_effect, seed_plan, seeds_needed
 from reports._report import build_report
@@ -20,20 +21,24 @@ __all__ = [
     "Comparison",
     "Factor",
     "Factorial",
+    "Fidelity",
     "ReportError",
     "ReportTables",
     "RunData",
     "SeedPlan",
     "ablation_table",
     "bootstrap_mean_ci",
+    "budget_fidelity",
     "build_report",
     "compare",
     "complexity_weights",
     "factorial_tables",
     "holm",
+    "kendall_tau_ci",
     "load_run",
     "minimum_detectable_effect",
     "pareto_front",
+    "rank_stability",
     "seed_plan",
     "seeds_needed",
     "summarize",

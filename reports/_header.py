@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import runfolder
 from reports import _html as h
 from reports._answer import matching_text
 from reports._html import Cell, verdict_html
@@ -48,7 +49,19 @@ def _seeds_text(seeds: Any) -> str:
 # ---------------------------------------------------------------- header
 
 
-def _banners(run: RunData, tables: ReportTables) -> list[str]:
+def _live_banner(run: RunData, refresh_s: int) -> str:
+    """"In progress: k of N trials", on the page the runner rebuilds while the study runs."""
+    errors = run.results["error"].fillna("").astype(str) if "error" in run.results.columns else pd.Series(dtype=str)
+    # Samples the searcher rejected before training do not count against the budget (search._runner).
+    finished = int(len(run.results) - errors.str.startswith(runfolder.REJECTED_PREFIX).sum())
+    total = _value(run.info, "budget", "trials", default="?")
+    return ('<div class="banner warn" role="status" data-testid="live-banner">IN PROGRESS: '
+            f'{h.keyed_span(str(finished), "live.finished", finished)} of {h.keyed_span(str(total), "live.total", total)} '
+            f"trials finished. The study is still running: this page reloads itself every {int(refresh_s)} s, and the "
+            "final report replaces it when the study ends. Numbers will change.</div>")
+
+
+def _banners(run: RunData, tables: ReportTables, live_refresh_s: int | None = None) -> list[str]:
     info, banners = run.info, []
     dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
     if dataset.get("embedded_sample"):
@@ -59,7 +72,9 @@ def _banners(run: RunData, tables: ReportTables) -> list[str]:
             + (f" Why: {dataset['fallback_reason']}" if dataset.get("fallback_reason") else ""), "danger"))
     if dataset.get("name") == "synthetic":
         banners.append(h.banner("SYNTHETIC DATA: these accuracies say nothing about real images.", "danger"))
-    if info and not info.get("finished"):
+    if live_refresh_s:
+        banners.append(_live_banner(run, live_refresh_s))
+    elif info and not info.get("finished"):
         banners.append(h.banner("The study has not finished (run.json has no finish time): "
                                 "the tables cover the trials recorded so far."))
     n_complete = int((run.results["status"] == "complete").sum())
@@ -191,7 +206,8 @@ def _reference_n(ablation: pd.DataFrame, row: Any) -> int:
     return int(reference["n"].iloc[0]) if len(reference) else 0
 
 
-def header(run: RunData, tables: ReportTables, sections: list[tuple[str, str]]) -> str:
+def header(run: RunData, tables: ReportTables, sections: list[tuple[str, str]],
+           live_refresh_s: int | None = None) -> str:
     """The page header: title, question, navigation, banners, findings, metadata and notes."""
     question = run.info.get("question")
     nav = "".join(f'<a href="#{h.escape(anchor)}">{h.escape(title)}</a>' for anchor, title in sections)
@@ -199,4 +215,4 @@ def header(run: RunData, tables: ReportTables, sections: list[tuple[str, str]]) 
     question_html = (f'<p class="question">{h.escape(question)}</p>' if question
                      else '<p class="question muted">(no study question recorded in run.json)</p>')
     return (f"<header><h1>Study: {h.escape(run.name)}</h1>{question_html}<nav>{nav}</nav></header>"
-            + "".join(_banners(run, tables)) + _findings(run, tables) + _metadata(run, tables) + notes)
+            + "".join(_banners(run, tables, live_refresh_s)) + _findings(run, tables) + _metadata(run, tables) + notes)

@@ -54,6 +54,7 @@ figure img { display: block; max-width: 100%; height: auto; border: 1px solid va
 .verdict-reference { color: var(--accent); }
 .status-failed { color: #b3261e; font-weight: 600; } .status-pruned { color: #a15c00; font-weight: 600; }
 details > summary { cursor: pointer; color: var(--accent); }
+tbody tr.changed td { background: #fff4d6; } .changed-mark { color: #a15c00; font-weight: 700; }
 """
 
 
@@ -196,10 +197,12 @@ def section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{escape(anchor)}"><h2>{escape(title)}</h2>{body}</section>'
 
 
-def page(title: str, body: str) -> str:
-    """The whole self-contained document."""
+def page(title: str, body: str, refresh_s: int | None = None) -> str:
+    """The whole self-contained document; `refresh_s` makes it reload itself (the live report while a study runs)."""
+    # A meta refresh reloads the same file: it fetches nothing else, and CSP's default-src does not govern it.
+    refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">" + refresh +
             # Forbid every network fetch: a stray external URL then fails loudly in the browser test.
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head>"

@@ -19,16 +19,16 @@ from reports._tables import DEFAULT_TOP_K, TABLES_DIR, ReportTables, summarize
 __all__ = ["DEFAULT_TOP_K", "ReportTables", "build_report", "render_page", "summarize", "write_tables"]
 
 
-def render_page(tables: ReportTables) -> str:
-    """The full HTML document of a report, figures included."""
+def render_page(tables: ReportTables, live_refresh_s: int | None = None) -> str:
+    """The full HTML document of a report, figures included; `live_refresh_s`: the page of a study still running."""
     run = tables.run
     shown = [(anchor, title, render) for anchor, title, render, when in SECTIONS if when(run, tables)]
-    body = [header(run, tables, [(anchor, title) for anchor, title, _ in shown])]
+    body = [header(run, tables, [(anchor, title) for anchor, title, _ in shown], live_refresh_s)]
     body += [h.section(anchor, title, render(run, tables)) for anchor, title, render in shown]
     body.append(f'<footer class="muted"><p>Built by <code>python -m reports.build</code> from '
                 f"{h.escape(run.run_dir.resolve())}. Every table is also in {TABLES_DIR}/*.csv beside this file "
                 "(accuracies there are fractions, not percentages).</p></footer>")
-    return h.page(f"resnas report — {run.name}", "".join(body))
+    return h.page(f"resnas report — {run.name}", "".join(body), refresh_s=live_refresh_s)
 
 
 def write_tables(tables: ReportTables, directory: Path) -> None:
@@ -40,13 +40,17 @@ def write_tables(tables: ReportTables, directory: Path) -> None:
         frame.to_csv(directory / f"{name}.csv", index=False)
 
 
-def build_report(run_dir: str | Path, top_k: int = DEFAULT_TOP_K) -> Path:
-    """Write run_dir/report.html and run_dir/report_tables/*.csv; return the path of report.html."""
+def build_report(run_dir: str | Path, top_k: int = DEFAULT_TOP_K, live_refresh_s: int | None = None) -> Path:
+    """Write run_dir/report.html and run_dir/report_tables/*.csv; return the path of report.html.
+
+    `live_refresh_s` marks the page of a study that is still running: it says "in progress: k of N trials"
+    and reloads itself every that many seconds (search._live_report builds it so; the final build does not).
+    """
     if not isinstance(top_k, int) or top_k < 1:
         raise ReportError(f"top_k: got {top_k!r}; allowed: an integer >= 1")
     run = load_run(run_dir)
     tables = summarize(run, top_k)
-    html_text = render_page(tables)
+    html_text = render_page(tables, live_refresh_s)
     folder = runfolder.RunFolder(run.run_dir)
     report_path = folder.report_html
     try:

@@ -16,6 +16,7 @@ from reports._html import Cell, verdict_html
 from reports._edf import MAX_BINS, MIN_BINS, MIN_TRIALS_PER_BIN, normalized_edf_frame
 from reports._factorial_sections import (DECISION_RULE, interaction_warning, seeds_section, simple_effects_section,
                                         verdict_cell)
+from reports._fidelity_sections import fidelity_section
 from reports._load import Factor, RunData
 from reports._stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, VERDICTS, accuracy_values, metric_name
 from reports._tables import COST_COLUMNS, TABLES_DIR, ReportTables
@@ -343,6 +344,7 @@ SECTIONS: list[tuple[str, str, Callable[[RunData, ReportTables], str], Callable[
     ("seeds", "Seeds needed", seeds_section, lambda run, t: bool(t.factorial.factors)),
     ("error-edf", "Error EDFs", _edf_section, lambda run, t: True),
     ("learning-curves", "Learning curves", _curves_section, lambda run, t: True),
+    ("budget-fidelity", "Does the cheap budget predict the expensive one?", fidelity_section, lambda run, t: True),
     ("importances", "Parameter importances", _importance_section, lambda run, t: True),
     ("top", "Top architectures", _top_section, lambda run, t: True),
     ("retrained", "Retrained", _retrained_section, lambda run, t: t.retrained is not None),

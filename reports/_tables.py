@@ -12,6 +12,7 @@ import pandas as pd
 
 import runfolder
 from reports._factorial import Factorial, factorial_tables
+from reports._fidelity import Fidelity, fidelity_tables
 from reports._importance import Importances, param_importances
 from reports._load import RunData
 from reports._power import SeedPlan, seed_plan
@@ -41,6 +42,8 @@ class ReportTables:
     factorial: Factorial
     # power.csv: the seeds each comparison needs to resolve the study's target effect.
     seed_plan: SeedPlan
+    # rank_stability.csv, and budget_fidelity.csv / budget_verdicts.csv after a retrain.
+    fidelity: Fidelity
     notes: list[str] = field(default_factory=list)
 
     def csv_tables(self) -> dict[str, pd.DataFrame]:
@@ -50,6 +53,7 @@ class ReportTables:
         tables.update({f"pareto_{cost}": front for cost, front in self.pareto.items()})
         tables.update({"cell_means": self.factorial.cell_means, "simple_effects": self.factorial.simple_effects,
                        "interactions": self.factorial.interactions, "power": self.seed_plan.table})
+        tables.update(self.fidelity.csv_tables())
         if self.retrained is not None:
             tables["retrained"] = self.retrained
         if self.importances is not None and self.importances.table is not None:
@@ -73,10 +77,11 @@ def summarize(run: RunData, top_k: int = DEFAULT_TOP_K) -> ReportTables:
     """Compute every table of the report from a loaded run (the statistics without figures or HTML)."""
     failed = failed_trials(run)
     factorial = factorial_tables(run)
+    ablation = ablation_table(run)
     return ReportTables(
         run=run,
         status_counts=status_counts(run.results),
-        ablation=ablation_table(run),
+        ablation=ablation,
         pareto={cost: pareto_table(run, cost) for cost in COST_COLUMNS if cost in run.results.columns},
         top_k=top_trials(run, top_k) if run.ranking_metric in run.results.columns else pd.DataFrame(),
         failed=failed,
@@ -85,5 +90,6 @@ def summarize(run: RunData, top_k: int = DEFAULT_TOP_K) -> ReportTables:
         importances=param_importances(run) if _is_searched(run) else None,
         factorial=factorial,
         seed_plan=seed_plan(run, tested=factorial.tested),
+        fidelity=fidelity_tables(run, ablation),
         notes=_sample_size_notes(run),
     )

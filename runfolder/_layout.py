@@ -12,6 +12,8 @@
       retrained/<name>/     weights of retrained models
       report.html           the report; report_tables/*.csv beside it
       ray_results/          Ray Tune's own experiment state
+      tensorboard/<trial>/  TensorBoard event files of each trial (python -m search.run --log tensorboard)
+      run.lock              held by the one writer at work here (`runfolder.RunFolderLock`); gone when it ends
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ RETRAINED = "retrained"
 REPORT_HTML = "report.html"
 REPORT_TABLES = "report_tables"
 RAY_RESULTS = "ray_results"
+TENSORBOARD = "tensorboard"
+LOCK = "run.lock"
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,14 @@ class RunFolder:
     @property
     def ray_results(self) -> Path:
         return self.path / RAY_RESULTS
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD
+
+    @property
+    def lock(self) -> Path:
+        return self.path / LOCK
 
     def storage_url(self) -> str:
         """The default Optuna storage: study.db in the folder."""

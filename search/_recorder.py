@@ -60,6 +60,19 @@ def _planned(plan: dict[str, Any] | None,
             plan.get("matched"))
 
 
+class TrialListener:
+    """Told by the recorder, in the driver, of each epoch and each recorded trial: the live report, TensorBoard."""
+
+    def epoch(self, trial_id: str, metrics: dict[str, Any]) -> None:
+        """One epoch's metrics of a trial still running (as the worker reported them)."""
+
+    def trial(self, row: dict[str, Any], curve: list[dict[str, Any]]) -> None:
+        """A finished trial, after its row and curve are on disk."""
+
+    def close(self) -> None:
+        """The attempt has ended; finish any work in flight."""
+
+
 class Recorder:
     """Turns Tune's trial events into results rows, checkpoint pruning and one progress line each."""
 
@@ -73,6 +86,7 @@ class Recorder:
         self.curves: dict[str, list[dict[str, Any]]] = {}
         self.recorded_here: list[str] = []
         self.counts = TrialCounts()
+        self.listeners: list[TrialListener] = []
         for row in tables.rows.values():
             self.counts.add(row["status"])
 
@@ -80,6 +94,9 @@ class Recorder:
     def trial_result(self, tune_trial_id: str, result: dict[str, Any]) -> None:
         if "train_loss" in result:  # an epoch's metrics (the last one arrives with the final report)
             self.curves.setdefault(tune_trial_id, []).append(result)
+            number = (result.get("config") or {}).get(TRIAL_NUMBER)  # Tune puts the trial's config in each result
+            if number is not None:
+                self.tell("epoch", runfolder.trial_id(number), result)
 
     def trial_finished(self, tune_trial_id: str, config: dict[str, Any], result: dict[str, Any],
                        error: str = "", running: int = 0) -> None:
@@ -100,8 +117,9 @@ class Recorder:
         self.recorded_here.append(row["trial_id"])
         self.counts.add(status)
         if status == "complete":
-            self._prune_checkpoints()
+            self._prune_checkpoints(row["trial_id"])
         self._print_line(row)
+        self.tell("trial", row, self.tables.curves.get(row["trial_id"], []))
 
     def trial_rejected(self, number: int, params: dict[str, Any], reason: str,
                        plan: dict[str, Any] | None) -> None:
@@ -110,13 +128,26 @@ class Recorder:
                                   train=train, metrics={}, error=runfolder.REJECTED_PREFIX + reason, matched=matched)
         self.tables.add_trial(row)
 
+    def tell(self, event: str, *args: Any) -> None:
+        """Pass an event to every listener; a listener's failure is printed, and the study goes on."""
+        for listener in self.listeners:
+            try:
+                getattr(listener, event)(*args)
+            except Exception as error:  # a tracker or report bug must not lose a trial
+                print(f"{type(listener).__name__}.{event} failed ({type(error).__name__}: {error}); "
+                      "the study goes on", file=self.out, flush=True)
+
     def new_rows(self) -> list[dict[str, Any]]:
         """Rows of trials that trained in this attempt (not in an earlier one)."""
         return [self.tables.rows[t] for t in self.recorded_here if t in self.tables.rows]
 
-    def _prune_checkpoints(self) -> None:
-        """Keep the weights of the top-k trials in the run-folder ranking."""
+    def _prune_checkpoints(self, finished: str) -> None:
+        """Keep the weights of the top-k trials in the run-folder ranking (`finished` just completed)."""
         folder = self.tables.folder
+        if self.keep_checkpoints < 0:  # every checkpoint is kept: only the new one needs its cell, not a scan
+            if folder.checkpoint_of(finished).is_dir():
+                self.tables.keep_checkpoint(finished, runfolder.checkpoint_cell(finished))
+            return
         kept = {r["trial_id"] for r in self.tables.top(self.keep_checkpoints)}
         if folder.checkpoints.exists():
             for path in folder.checkpoints.iterdir():

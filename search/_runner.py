@@ -10,6 +10,7 @@ the Optuna searcher (`_searcher`).
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -25,13 +26,18 @@ import space
 
 from . import datasets
 from ._environment import hardware, versions
-from ._ray import dashboard_line, init_ray, shutdown_ray
+from ._live_report import LiveReport
+from ._ray import CONNECT_TIMEOUT_S, dashboard_line, init_ray, local_ray_record, shutdown_ray
 from ._recorder import Recorder, tune_callback
-from ._resume import RunError, check_run_dir
-from ._searcher import AskTellGridSampler, ScreeningOptunaSearch, prepare_resume
+from ._resume import RunError, check_run_dir, requeue_lost, take_run_lock
+from ._searcher import AskTellGridSampler, ScreeningOptunaSearch, open_storage, prepare_resume
+from ._trackers import check_trackers, make_trackers
 from ._trial import objective_metric, run_trial
 
 __all__ = ["RunError", "RunOptions", "run_study"]
+
+# Seconds between saves of Ray Tune's experiment state (Tune's default adapts from 10 s up; it costs O(trials)).
+TUNE_STATE_EVERY_S = 3600
 
 
 @dataclass
@@ -44,6 +50,8 @@ class RunOptions:
     max_concurrent: int | None = None
     dashboard: bool = True
     report: bool = True
+    log: tuple[str, ...] = ()  # trackers fed per epoch and per trial (search._trackers.TRACKERS): --log tensorboard
+    connect_timeout: float = CONNECT_TIMEOUT_S  # seconds to keep trying to reach `address`
 
 
 def _utc_now() -> str:
@@ -81,9 +89,23 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
     """Run (or resume) `study` into `options.run_dir`; return the final run.json document."""
     run_dir = options.run_dir.resolve()
     options.run_dir = run_dir
-    folder = runfolder.RunFolder(run_dir)
+    check_trackers(options.log)  # a missing optional package is one line, before anything starts
     # Data first: a missing dataset must not leave a half-made run folder behind.
     splits = datasets.load(study.data_settings())
+    # One driver per folder, from before the folder is judged to its last write; the lock makes a new
+    # folder, and takes it away again if this run ends before writing anything.
+    lock = take_run_lock(run_dir, out)
+    try:
+        return _run_locked(study, options, splits, lock, out)
+    finally:
+        lock.release()
+
+
+def _run_locked(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits,
+                lock: runfolder.RunFolderLock, out: Any) -> dict[str, Any]:
+    run_dir = options.run_dir
+    folder = runfolder.RunFolder(run_dir)
+    # Every check of the folder (run.json, study, trial record, storage) before the first write.
     previous = check_run_dir(study, run_dir, options.resume)
     if splits.source.get("embedded_sample"):
         print("note: training on the embedded CIFAR-10 sample (a few thousand images), not the full "
@@ -94,12 +116,11 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
     document = _run_document(study, splits, previous, storage_url, target)
     # Ray next: a cluster that cannot be joined must not leave a run folder behind.
     try:
-        dashboard = init_ray(options.address, options.dashboard)
+        dashboard = init_ray(options.address, options.dashboard, options.connect_timeout)
     except ValueError as error:
         raise RunError(str(error)) from None
-    # After ray.init, which installs its own fatal-signal handler: a `kill` or
-    # `timeout` then ends the run like Ctrl-C, tables and run.json written.
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    # What a later driver of this folder stops if this one is killed (empty when joining a cluster).
+    lock.record(ray=local_ray_record())
     if not options.resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         runfolder.atomic_write_text(folder.study_yaml, study.to_yaml())
@@ -108,6 +129,10 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
     tables = _tables_to_continue(study, storage_url, run_dir, target, options.resume, out)
     recorder = Recorder(tables, total=target, started=started,
                         keep_checkpoints=study.search.keep_checkpoints, out=out)
+    live = _start_listeners(study, options, recorder, out)
+    # After ray.init, which installs its own fatal-signal handler, and right before the `try` whose `finally`
+    # writes the tables: a `kill` or `timeout` then ends the run like Ctrl-C, tables and run.json written.
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     interrupted = False
     try:
         remaining = max(0, target - _finished(tables))
@@ -119,6 +144,7 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
         interrupted = True
     finally:
         shutdown_ray()
+        recorder.tell("close")  # waits for a live build in flight, so the final build below writes last
         tables.close()
         _close_document(document, study, recorder, started, target, interrupted)
         runfolder.write_run_json(run_dir, document)
@@ -126,7 +152,23 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
         _build_report(run_dir, out)
     elif options.report:
         print("no trial finished yet, so no report", file=out)
+    if live is not None and live.builds:
+        print(live.summary(), file=out)
     return document
+
+
+def _start_listeners(study: space.Study, options: RunOptions, recorder: Recorder, out: Any) -> LiveReport | None:
+    """Attach the trackers of --log and the live report to the recorder; print where to look at each."""
+    for where, tracker in make_trackers(options.log, options.run_dir):
+        recorder.listeners.append(tracker)
+        print(where, file=out)
+    if not options.report:
+        return None
+    live = LiveReport(options.run_dir, study.model.report.live_every_s, out=out)
+    recorder.listeners.append(live)
+    print(f"report: {runfolder.RunFolder(options.run_dir).report_html} (written when the first trial finishes, "
+          f"then rebuilt at most every {live.every_s:g} s while the study runs; it reloads itself)", file=out)
+    return live
 
 
 def _finished(tables: runfolder.ResultsTables) -> int:
@@ -139,9 +181,11 @@ def _tables_to_continue(study: space.Study, storage_url: str, run_dir: Path, tar
     """The tables so far, less the trials an interrupted run left in flight (they are queued again)."""
     existing = _load_optuna_study(study.name, storage_url)
     interrupted = prepare_resume(existing) if existing is not None else []
-    tables = runfolder.ResultsTables.load(run_dir)
+    tables = runfolder.ResultsTables.load(run_dir, materialize_every_s=study.search.results_every_s)
     for number in interrupted:
         tables.forget(runfolder.trial_id(number))
+    if existing is not None:
+        requeue_lost(existing, tables.rows, out)
     if resume:
         tables.materialize()  # the tables a user opens now show what the log holds
         finished = _finished(tables)
@@ -170,6 +214,9 @@ def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplit
         asha = study.search.asha
         scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=study.max_epochs,
                                   grace_period=asha.grace_period, reduction_factor=asha.reduction_factor)
+    # --resume reads the Optuna storage and the trial log, never Tune's experiment state, which Tune
+    # rewrites whole (every trial's config and last result) each time: hourly, and at the end, is enough.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(TUNE_STATE_EVERY_S))
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": resources.cpus, "gpu": resources.gpus}),
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=remaining,
@@ -220,7 +267,7 @@ def _screen(study: space.Study) -> Callable[[dict[str, Any]], tuple[dict[str, An
             plan = space.resolve(study, params)
         except ValueError as error:
             return None, f"invalid architecture: {error}"
-        return plan.to_dict(), space.constraint_violation(study, plan.spec)
+        return plan.to_dict(), space.constraint_violation(study, plan.spec, plan.train)
 
     return screen
 
@@ -237,7 +284,7 @@ def _make_searcher(study: space.Study, storage_url: str, recorder: Recorder) -> 
         sampler = space.make_sampler(study.search.sampler, study.search.sampler_seed)
     return ScreeningOptunaSearch(
         space=space.define_by_run(study), metric=metrics if multi else metrics[0],
-        mode=modes if multi else modes[0], sampler=sampler, storage=optuna.storages.get_storage(storage_url),
+        mode=modes if multi else modes[0], sampler=sampler, storage=open_storage(storage_url),
         study_name=study.name, screen=_screen(study), on_rejected=recorder.trial_rejected,
         objective_metrics=metrics,
     )

@@ -1,8 +1,10 @@
 """`python -m search.run STUDY.yaml`: run a study through Ray Tune and Optuna, or dry-run it.
 
 Bad input (a study that does not validate, a bad flag or --set, an existing
-run folder, missing data) gets one line on stderr and exit status 2. Ctrl-C
-keeps every finished trial on disk; `--resume` continues.
+run folder, one in use by another driver, one whose files are damaged or
+disagree, missing data, a cluster that does not answer) gets one line on
+stderr and exit status 2, before Ray starts. Ctrl-C keeps every finished trial
+on disk; `--resume` continues.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from models.cli import OneLineParser
 
 EXIT_BAD_INPUT = 2
+# Specs a dry run shows: each is sampled, resolved and matched (milliseconds each).
+MAX_SAMPLES = 1_000
 EXIT_INTERRUPTED = 130
 
 
@@ -29,12 +33,23 @@ def _parse_args(argv: list[str] | None) -> Any:
     parser.add_argument("--dry-run", action="store_true",
                         help="validate, print the space size and a few sampled specs; train nothing")
     parser.add_argument("--samples", type=int, default=5, help="specs to show in a dry run")
+    parser.add_argument("--explain", default=None, metavar="FIELD",
+                        help="print the reference entry of a study field (e.g. space.shortcut) and its value "
+                             "in this study after --set; train nothing")
     parser.add_argument("--address", default=None,
-                        help="join the Ray cluster at this address (default: RAY_ADDRESS, else a local Ray)")
+                        help="join the Ray cluster at this address (default: RAY_ADDRESS, else a local Ray "
+                             "on 127.0.0.1)")
+    parser.add_argument("--connect-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="give up joining --address after this long (default: 60)")
     parser.add_argument("--max-concurrent", type=int, default=None,
                         help="at most this many trials at once (default: the study's, else what resources allow)")
     parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
     parser.add_argument("--no-report", action="store_true", help="skip report.html at the end")
+    from ._trackers import TRACKERS
+
+    parser.add_argument("--log", action="append", default=[], choices=sorted(TRACKERS), metavar="TRACKER",
+                        help="also feed each trial's per-epoch metrics and settings to this tracker "
+                             f"({', '.join(sorted(TRACKERS))}; repeatable)")
     return parser.parse_args(argv)
 
 
@@ -47,21 +62,37 @@ def main(argv: list[str] | None = None) -> int:
     from . import datasets
     from ._runner import RunError, RunOptions, run_study
 
+    # Flags first, dry run or not: a bad one is refused before the study is read.
+    if not 0 <= args.samples <= MAX_SAMPLES:
+        print(f"error: --samples: got {args.samples}; allowed: an integer in [0, {MAX_SAMPLES}]", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        print(f"error: --max-concurrent: got {args.max_concurrent}; allowed: an integer >= 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         study = space.load_study(args.study, args.overrides)
     except space.StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.explain is not None:
+        try:
+            print(space.explain(study, args.explain))
+        except space.StudyError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return 0
     if args.dry_run:
         print(space.dry_run_report(study, samples=args.samples))
         return 0
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        print(f"error: --max-concurrent: got {args.max_concurrent}; allowed: an integer >= 1", file=sys.stderr)
+    if not args.connect_timeout > 0 or args.connect_timeout == float("inf"):
+        print(f"error: --connect-timeout: got {args.connect_timeout:g}; allowed: a number of seconds > 0",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     run_dir = Path(args.out) if args.out else Path("runs") / study.name
     options = RunOptions(run_dir=run_dir, resume=args.resume, address=args.address,
                          max_concurrent=args.max_concurrent, dashboard=not args.no_dashboard,
-                         report=not args.no_report)
+                         report=not args.no_report, connect_timeout=args.connect_timeout,
+                         log=tuple(args.log))
     try:
         document = run_study(study, options)
     except (RunError, space.StudyError, datasets.DatasetError) as error:

@@ -26,5 +26,7 @@ browser:
 study: setup
 	$(PY) -m search.run $(STUDY) $(ARGS)
 
+# Everything by default (as CI: .ci/run runs this with an empty HOME);
+# ARGS='-m "not slow"' leaves out the tests that start Ray.
 test: setup browser
 	$(PY) -m pytest -q $(ARGS)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import models
+from commands import CliResult, call_main, run_module
 from models import EXPORT_FORMATS, ExportError, export_model, load_export, natural_image_size, preset, presets
 from models.__main__ import main as models_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 # TorchScript for every CIFAR preset but ResNet-1202 (its untrained outputs
 # overflow in eval mode, see test_network); torch.export, which takes seconds
 # per model on 2 cores, for one net per family. ImageNet nets at 64x64, for time.
@@ -105,16 +103,14 @@ def test_mismatch_is_an_export_error_and_cli_exit_1(tmp_path: Path, monkeypatch:
 
 
 # ------------------------------------------------------------------ CLI
-def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-W", "default", "-m", "models", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=300, env=_env())
+@pytest.fixture
+def export_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """`python -m models export ARGS` in this process, run from tmp_path (where default outputs land)."""
+    monkeypatch.chdir(tmp_path)
 
-
-def _env() -> dict[str, str]:
-    import os
-
-    # Run from any folder: the repository must be importable.
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    def run(*args: str) -> CliResult:
+        return call_main(models_cli, ["export", *args], capsys)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +128,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_exports_a_checkpoint_quietly_with_its_spec(checkpoint: Path, tmp_path: Path) -> None:
-    result = _cli("export", str(checkpoint), "--format", "torchscript", cwd=tmp_path)
+    # `python -m models` as a user runs it, from another folder, warnings shown; the other CLI tests call main().
+    result = run_module("models", "export", str(checkpoint), "--format", "torchscript", cwd=tmp_path,
+                        python_options=("-W", "default"))
     assert result.returncode == 0, result.stderr
     out = tmp_path / "trial_0007.torchscript.pt"
     assert f"wrote {out.name} (torchscript, input N x 3x32x32" in result.stdout
@@ -145,9 +143,9 @@ def test_cli_exports_a_checkpoint_quietly_with_its_spec(checkpoint: Path, tmp_pa
     assert exported.info["source"]["metrics"] == {"test_acc": 0.5}
 
 
-def test_cli_exported_program_carries_spec(checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_exported_program_carries_spec(checkpoint: Path, tmp_path: Path, export_cli) -> None:
     out = tmp_path / "net.pt2"
-    result = _cli("export", str(checkpoint), "--format", "exported", "--out", str(out))
+    result = export_cli(str(checkpoint), "--format", "exported", "--out", str(out))
     assert result.returncode == 0, result.stderr
     extra = {"arch.yaml": "", "resnas.json": ""}
     program = torch.export.load(str(out), extra_files=extra)
@@ -160,23 +158,19 @@ def test_cli_exported_program_carries_spec(checkpoint: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["export", "no_such_thing", "--format", "torchscript"], "no such checkpoint folder, run folder or spec file"),
-    (["export", "resnet18", "--format", "torchscript", "--rank", "0"], "--rank and --trial pick a trial of a run folder"),
-    (["export", "resnet18", "--format", "pickle"], "invalid choice: 'pickle'"),
-    (["export", "cifar_resnet20", "--format", "torchscript", "--image-size", "0"], "image_size: got 0; allowed: a positive integer"),
+    (["no_such_thing", "--format", "torchscript"], "no such checkpoint folder, run folder or spec file"),
+    (["resnet18", "--format", "torchscript", "--rank", "0"], "--rank and --trial pick a trial of a run folder"),
+    (["resnet18", "--format", "pickle"], "invalid choice: 'pickle'"),
+    (["cifar_resnet20", "--format", "torchscript", "--image-size", "0"], "image_size: got 0; allowed: a positive integer"),
 ])
-def test_cli_bad_input_is_one_line_and_status_2(args: list[str], expected: str, tmp_path: Path) -> None:
-    result = _cli(*args, cwd=tmp_path)
-    assert result.returncode == 2
-    assert expected in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+def test_cli_bad_input_is_one_line_and_status_2(args: list[str], expected: str, tmp_path: Path, export_cli) -> None:
+    assert expected in export_cli(*args).bad_input_line()
     assert not list(tmp_path.iterdir())
 
 
-def test_cli_broken_checkpoint_is_status_2(checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_broken_checkpoint_is_status_2(checkpoint: Path, tmp_path: Path, export_cli) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "arch.yaml").write_text((checkpoint / "arch.yaml").read_text())
     (broken / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:100])
-    result = _cli("export", str(broken), "--format", "torchscript", cwd=tmp_path)
-    assert result.returncode == 2 and "corrupt or truncated" in result.stderr
+    assert "corrupt or truncated" in export_cli(str(broken), "--format", "torchscript").bad_input_line()

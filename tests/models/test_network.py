@@ -63,7 +63,10 @@ def test_every_preset_runs_forward_without_nan(name: str) -> None:
     # Training mode: at initialisation BN's running statistics are the identity,
     # and 600 un-normalised residual additions (ResNet-1202) overflow in eval mode.
     model = build(spec).train()
-    size = natural_image_size(spec)
+    # ImageNet nets at 64 px, not 224 (12x fewer MACs): every layer still sees a
+    # map of 2x2 or more, and the head pools whatever size arrives. The exact
+    # 224 px figures are test_preset_matches_reference_params_and_macs's.
+    size = min(natural_image_size(spec), 64)
     with torch.no_grad():
         out = model(torch.randn(2, 3, size, size))
     assert out.shape == (2, spec.num_classes)

@@ -1,25 +1,16 @@
-"""`python -m reports.plan`: the seed plan of a finished run; one line on stderr and exit status 2 on bad input."""
+"""`python -m reports.plan`: the seed plan of a finished run; one line on stderr and exit status 2 on bad input.
+
+One test runs the command as a user does; the others call main() in this process.
+"""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from commands import call_main, run_module
 from reports import build_report
 from reports.plan import main
-
-REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-def _plan(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "reports.plan", *args], capture_output=True, text=True,
-                          cwd=REPOSITORY, env=env, timeout=120)
 
 
 def test_plan_prints_the_power_table_of_the_report(grid_run, copy_run, capsys):
@@ -57,17 +48,8 @@ def test_plan_with_a_smaller_effect_needs_more_seeds(grid_run, capsys):
     assert len(fine) and (fine > coarse).all()
 
 
-def _assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for part in expected:
-        assert part in lines[0]
-
-
 def test_plan_cli_runs_as_a_module(grid_run):
-    result = _plan(str(grid_run), "--effect", "0.005")
+    result = run_module("reports.plan", str(grid_run), "--effect", "0.005")
     assert result.returncode == 0, result.stderr
     assert "resolving 0.5 pp" in result.stdout or "already resolve 0.5 pp" in result.stdout
 
@@ -77,8 +59,10 @@ def test_plan_cli_runs_as_a_module(grid_run):
     (["--power", "abc"], ["--power", "invalid float value"]),
     (["--power", "1"], ["--power: got 1.0"]),
 ])
-def test_plan_bad_flags(grid_run, args, expected):
-    _assert_one_line_error(_plan(str(grid_run), *args), *expected)
+def test_plan_bad_flags(grid_run, args, expected, capsys):
+    line = call_main(main, [str(grid_run), *args], capsys).bad_input_line()
+    for part in expected:
+        assert part in line
 
 
 def test_plan_missing_folder(tmp_path, capsys):

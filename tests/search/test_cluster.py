@@ -1,23 +1,53 @@
-"""The runner on a real two-node Ray cluster: `ray start --head` plus a second node, then --address."""
+"""The runner on one real two-node Ray cluster: spread over nodes, SIGTERM, kill -9 and resume, ASHA.
+
+`ray start --head` plus a second node, once for this module; each run joins it
+with --address, which costs a few seconds where starting a local Ray costs
+15-20 on 2 cores. The cluster has its own authentication token in its own
+temporary folder, so it needs nothing in ~/.ray and leaves nothing there, and
+only the processes this module started are stopped (never `ray stop`, which
+stops every Ray of the user).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
+import optuna
 import pandas as pd
 import pytest
 
-from search_cli import SMOKE, run_cli
+from commands import ROOT, SMOKE, CliResult, module_env, run_module
 
 pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).parent / "ray")
+QUIET = ["--no-report"]
+# Trials of a second or two, one at a time: a signal sent as the first one is
+# recorded lands while others remain. --max-concurrent is a flag, not a study
+# field, so a resume may leave it out.
+LONGER_TRIALS = ["--set", "train.epochs=2", "--set", "data.synthetic_train=1024"]
+ONE_AT_A_TIME = ["--max-concurrent", "1"]
+# Eight trials of a few seconds: the second node's worker is up (importing torch takes
+# seconds) while trials remain, so two are in flight at once, one on each node.
+TWO_AT_ONCE = ["--set", "train.epochs=3", "--set", "data.synthetic_train=2048", "--set", "search.seeds=[0, 1, 2, 3]"]
+OPTUNA_STATUS = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned"}
+
+
+class Cluster(NamedTuple):
+    address: str
+    env: dict[str, str]  # what a driver needs to join: token mode and the path of the token
 
 
 def _free_port() -> int:
@@ -26,31 +56,208 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_study_runs_across_two_nodes(tmp_path: Path) -> None:
-    # Ray 2.60 authenticates cluster RPCs with a token; every process must agree.
-    environment = {**os.environ, "RAY_AUTH_MODE": "token"}
-    environment.pop("RAY_ADDRESS", None)
+def _group_members(pgid: int) -> set[int]:
+    """PIDs of the live processes in process group `pgid` (Linux /proc)."""
+    members = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, _, group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):  # gone meanwhile
+                continue
+            if int(group) == pgid and state != "Z":
+                members.add(int(entry.name))
+    return members
+
+
+def _mentions(pid: int, text: str) -> bool:
+    try:
+        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _stop_nodes(started: dict[int, set[int]], folder: Path, grace_s: float = 3.0) -> None:
+    """SIGTERM the processes of the nodes this module started, then SIGKILL those still there after `grace_s`.
+
+    Each `ray start` ran in a process group of its own, which its node's
+    processes keep (Ray's agents rewrite their command lines, so the group is
+    what finds them). `started` maps each group to its members just after the
+    start. A group counts only while one of those is still in it or one of its
+    processes names this module's temporary folder, so a recycled group id
+    cannot point at anything else; no other Ray of the user is touched.
+    """
+    pgids = list(started)
+    ours = set()
+    for pgid, first in started.items():
+        members = _group_members(pgid)
+        if members & first or any(_mentions(pid, str(folder)) for pid in members):
+            ours |= members
+
+    def signal_all(signum: int) -> None:
+        for pid in ours:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while ours and time.monotonic() < deadline:
+        time.sleep(0.2)
+        ours &= set().union(*(_group_members(pgid) for pgid in pgids))
+    signal_all(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A head and a worker node of one CPU each on this machine, joined by a token of their own."""
+    # Short paths: Ray's unix socket paths must stay under 108 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="rn", dir="/tmp"))
+    token = folder / "auth_token"
+    token.write_text(secrets.token_hex(32))  # as `ray get-auth-token --generate` makes one
+    token.chmod(0o600)
+    # Ray 2.60 authenticates cluster traffic: every node and every driver reads this token.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    environment = module_env(**auth)
+    environment.pop("RAY_AUTH_TOKEN", None)
     port = _free_port()
-    # Short temp dirs: Ray's unix socket paths must stay under 108 bytes.
-    short = Path(tempfile.mkdtemp(prefix="rn", dir="/tmp"))
     head = [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-            f"--temp-dir={short / 'head'}", "--include-dashboard=false", "--disable-usage-stats"]
+            f"--temp-dir={folder / 'head'}", "--include-dashboard=false", f"--dashboard-port={_free_port()}",
+            f"--ray-client-server-port={_free_port()}", "--disable-usage-stats"]
     worker = [RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-              f"--temp-dir={short / 'worker'}", "--disable-usage-stats"]
+              f"--temp-dir={folder / 'worker'}", "--disable-usage-stats"]
+    groups: dict[int, set[int]] = {}
     try:
         for command in (head, worker):
-            started = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=180)
-            assert started.returncode == 0, started.stdout + started.stderr
-        run_dir = tmp_path / "run"
-        # Trials of a few seconds, so that two are in flight at once.
-        result = run_cli(str(SMOKE), "--out", str(run_dir), "--address", f"127.0.0.1:{port}", "--no-report",
-                         "--set", "train.epochs=3", "--set", "data.synthetic_train=2048",
-                         env={"RAY_AUTH_MODE": "token"})
-        assert result.returncode == 0, result.stdout + result.stderr
-        results = pd.read_parquet(run_dir / "results.parquet")
-        assert len(results) == 4 and set(results["status"]) == {"complete"}
-        # One CPU per node and one per trial: the two trials in flight run on different nodes.
-        assert results["node_id"].nunique() == 2
+            # A session of its own: the node's processes keep its process group after `ray start` returns.
+            started = subprocess.Popen(command, env=environment, text=True, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            groups[started.pid] = set()
+            output = started.communicate(timeout=180)[0]
+            assert started.returncode == 0, output
+            groups[started.pid] = _group_members(started.pid)
+        yield Cluster(f"127.0.0.1:{port}", auth)
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=environment, capture_output=True, timeout=120)
-        shutil.rmtree(short, ignore_errors=True)
+        _stop_nodes(groups, folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _results(run_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(run_dir / "results.parquet")
+
+
+def _storage_status(run_dir: Path) -> dict[str, str]:
+    """Each trial of the run's Optuna storage as trial_id -> results-table status."""
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{run_dir / 'study.db'}")
+    return {f"trial_{t.number:04d}": OPTUNA_STATUS.get(t.state.name, t.state.name) for t in study.trials}
+
+
+def _run(cluster: Cluster, *args: str) -> CliResult:
+    """`python -m search.run ARGS` joining the cluster, to the end."""
+    result = run_module("search.run", *args, "--address", cluster.address, env=cluster.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def _start_driver(cluster: Cluster, *args: str) -> subprocess.Popen[str]:
+    """`python -m search.run ARGS` joining the cluster, stdout and stderr in one pipe."""
+    return subprocess.Popen([sys.executable, "-m", "search.run", *args, "--address", cluster.address], cwd=ROOT,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=module_env(**cluster.env))
+
+
+def _read_until_recorded(driver: subprocess.Popen[str], trials: int = 1, timeout: float = 300) -> str:
+    """The driver's output up to its `trials`-th trial line (the runner writes a trial's row before its line)."""
+    output, seen, deadline = [], 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([driver.stdout], [], [], 1.0)
+        if not ready:
+            continue
+        line = driver.stdout.readline()
+        if not line:
+            pytest.fail(f"the run ended before {trials} trials were recorded:\n{''.join(output)}")
+        output.append(line)
+        seen += "] trial_" in line
+        if seen == trials:
+            return "".join(output)
+    pytest.fail(f"{trials} trials were not recorded within {timeout:.0f} s:\n{''.join(output)}")
+
+
+def test_resume_after_the_driver_is_killed(cluster: Cluster, tmp_path: Path) -> None:
+    """kill -9 of the driver, then --resume; one learning rate diverges, so a failed trial is kept and resumed past."""
+    run_dir = tmp_path / "killed"
+    # Weight decay 1 makes lr 10 blow up (each step multiplies the weights by about 1 - lr * wd = -9) within
+    # the 64 steps of two epochs; at lr 0.05 it only shrinks them.
+    args = [str(SMOKE), "--out", str(run_dir), *QUIET, *LONGER_TRIALS, "--set", "data.synthetic_train=2048",
+            "--set", "space.shortcut=B", "--set", "train.lr={choice: [0.05, 10.0]}", "--set", "train.weight_decay=1.0"]
+    driver = _start_driver(cluster, *args, *ONE_AT_A_TIME)
+    try:
+        _read_until_recorded(driver)
+    finally:
+        driver.kill()  # SIGKILL: no clean shutdown (the cluster ends the dead driver's trials)
+        driver.wait(timeout=30)
+        driver.stdout.close()
+    before = _results(run_dir)
+    assert 1 <= len(before) < 4
+    result = _run(cluster, *args, "--resume")
+    assert "resuming smoke:" in result.stdout
+    after = _results(run_dir)
+    # Every (learning rate, seed) exactly once among the finished trials.
+    assert sorted(zip(after["train.lr"], after["seed"])) == [(0.05, 0), (0.05, 1), (10.0, 0), (10.0, 1)]
+    # Nothing finished before the kill was lost or rerun.
+    columns = ["status", "wall_s", "test_acc", "node_id"]
+    kept = after.set_index("trial_id").loc[before["trial_id"], columns]
+    assert kept.equals(before.set_index("trial_id")[columns])
+    # A diverging trial is recorded as failed, and the study goes on.
+    failed, complete = after[after["status"] == "failed"], after[after["status"] == "complete"]
+    assert len(failed) == len(complete) == 2
+    assert (failed["train.lr"] == 10.0).all() and (complete["train.lr"] == 0.05).all()
+    assert failed["error"].str.startswith("diverged: training loss became").all()
+    # The Optuna storage agrees with the table on every trial in it.
+    storage = _storage_status(run_dir)
+    assert {trial: storage[trial] for trial in after["trial_id"]} == after.set_index("trial_id")["status"].to_dict()
+
+
+def test_study_runs_across_two_nodes(cluster: Cluster, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *TWO_AT_ONCE)
+    results = _results(run_dir)
+    assert len(results) == 8 and set(results["status"]) == {"complete"}
+    # One CPU per node and one per trial: two trials in flight run on different nodes.
+    assert results["node_id"].nunique() == 2
+
+
+def test_sigterm_ends_the_run_like_ctrl_c(cluster: Cluster, tmp_path: Path) -> None:
+    run_dir = tmp_path / "terminated"
+    driver = _start_driver(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *LONGER_TRIALS, *ONE_AT_A_TIME)
+    try:
+        output = _read_until_recorded(driver)
+        driver.send_signal(signal.SIGTERM)
+        output += driver.communicate(timeout=120)[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(timeout=30)
+    assert driver.returncode == 130, output
+    assert "the study is not finished; continue with:" in output and "--resume" in output
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["finished"] is None and run["trial_counts"]["complete"] >= 1
+    assert len(_results(run_dir)) == run["trial_counts"]["complete"]
+
+
+def test_asha_prunes_on_val_acc_and_every_record_agrees(cluster: Cluster, tmp_path: Path) -> None:
+    run_dir = tmp_path / "asha"
+    _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, "--set", "search.scheduler=asha",
+         "--set", "train.epochs=4", "--set", "search.seeds=[0, 1, 2, 3]",
+         "--set", "search.asha={grace_period: 1, reduction_factor: 2}")
+    results = _results(run_dir).set_index("trial_id")
+    assert len(results) == 8
+    pruned, complete = results[results["status"] == "pruned"], results[results["status"] == "complete"]
+    assert len(pruned) >= 1 and len(complete) >= 1
+    assert (pruned["epochs_run"] < 4).all() and pruned["test_acc"].isna().all()
+    assert pruned["error"].str.startswith("stopped early by the scheduler").all()
+    assert (complete["epochs_run"] == 4).all() and complete["test_acc"].notna().all()
+    curves = pd.read_parquet(run_dir / "curves.parquet").groupby("trial_id")["epoch"].max()
+    assert (curves.loc[results.index] == results["epochs_run"]).all()
+    assert _storage_status(run_dir) == results["status"].to_dict()

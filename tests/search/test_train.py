@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from commands import call_main, run_module
 from models import ArchSpec, StageSpec, preset
 from search import datasets
+from search import train as train_module
 from search.train import fit, lr_factor
 from space import DataSettings, TrainSettings
 
@@ -25,17 +25,17 @@ SYNTHETIC = DataSettings(dataset="synthetic", synthetic_train=256, synthetic_tes
 
 
 def test_short_real_training_beats_chance_clearly() -> None:
-    """Four epochs of a narrow ResNet-8 on 4.5k real CIFAR-10 images: well above the 10% of chance."""
+    """Two epochs of a narrow ResNet-8 on 4.5k real CIFAR-10 images: well above the 10% of chance (35% measured)."""
     if not MINI.exists():
         pytest.fail(f"the real CIFAR-10 mini set is missing at {MINI} (CI has ../shared beside the repo)")
     data = DataSettings(root=str(MINI))
     spec = ArchSpec(stages=(StageSpec(1, 16, 1), StageSpec(1, 32, 2), StageSpec(1, 64, 2)),
                     stem="cifar", stem_width=16, shortcut="A", num_classes=10)
     epochs = []
-    result = fit(spec, TrainSettings(epochs=4, batch_size=64, lr=0.05, schedule="cosine"), data,
+    result = fit(spec, TrainSettings(epochs=2, batch_size=64, lr=0.05, schedule="cosine"), data,
                  report=epochs.append)
     assert result["status"] == "complete"
-    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in epochs] == [1, 2]
     assert result["test_acc"] > 0.25, result
     assert result["val_acc_best"] > 0.25, result
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
@@ -101,21 +101,20 @@ def test_paper_step_schedule_divides_at_the_papers_iterations() -> None:
     assert lr_factor(48_000, 1000, train) == pytest.approx(0.01)
 
 
-def test_cli_prints_metrics_json_and_rejects_bad_input(tmp_path: Path) -> None:
+def test_cli_prints_metrics_json(tmp_path: Path) -> None:
+    # `python -m search.train` as a user runs it; bad input calls main() in this process.
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(TINY.to_yaml())
-    run = subprocess.run([sys.executable, "-m", "search.train", str(spec_file), "--dataset", "synthetic",
-                          "--epochs", "1", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = run_module("search.train", str(spec_file), "--dataset", "synthetic", "--epochs", "1", "--quiet")
     assert run.returncode == 0, run.stderr
     metrics = json.loads(run.stdout)
     assert metrics["status"] == "complete" and metrics["spec"]["stem_width"] == 8
+
+
+def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for args, expected in ([["no_such_preset", "--epochs", "1"], "not a preset"],
                            [["cifar_resnet20", "--epochs", "1", "--data-root", str(tmp_path / "none")],
                             str(tmp_path / "none")],
                            [["cifar_resnet20", "--epochs", "zero"], "invalid int value"],
                            [["cifar_resnet20"], "required: --epochs"]):
-        bad = subprocess.run([sys.executable, "-m", "search.train", *args], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
-        assert bad.returncode == 2, bad.stderr
-        assert expected in bad.stderr and "Traceback" not in bad.stderr
-        assert len(bad.stderr.strip().splitlines()) == 1
+        assert expected in call_main(train_module.main, args, capsys).bad_input_line()

@@ -564,7 +564,11 @@ def _arrow_column(values: list[Any]) -> Any:
     import pyarrow as pa
 
     try:
-        return pa.array(values, from_pandas=True)  # NaN as null, as pandas wrote the tables before
+        column = pa.array(values, from_pandas=True)  # NaN as null, as pandas wrote the tables before
+        if pa.types.is_null(column.type) and any(isinstance(v, float) for v in values):
+            # Only NaN so far (the first trial failed): still a float column, as it is once a trial completes.
+            return pa.array(values, pa.float64(), from_pandas=True)
+        return column
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # values of unlike types in one column: written as text
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 

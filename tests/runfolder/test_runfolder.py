@@ -192,3 +192,11 @@ def test_forget_and_rerank(tmp_path):
     tables.forget("trial_0002")
     assert [r["trial_id"] for r in tables.top(1)] == ["trial_0001"]
     assert set(runfolder.ResultsTables.load(tmp_path).rows) == {"trial_0000", "trial_0001"}
+
+
+def test_a_first_failed_trial_keeps_its_metric_columns_float(tmp_path):
+    # The table materialised after a failed first trial must read back with the dtypes of the final one.
+    tables = runfolder.ResultsTables(tmp_path)
+    tables.add_trial(_row(0, "failed", val=float("nan")))
+    first = pd.read_parquet(runfolder.RunFolder(tmp_path).results)
+    assert str(first["test_acc"].dtype) == "float64" and str(first["wall_s"].dtype) == "float64"

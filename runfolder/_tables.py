@@ -409,7 +409,7 @@ def _rows_with_tail(columns: list[str], rows: list[dict[str, Any]],
 
 
 def read_trials(run_dir: str | Path) -> list[TrialRecord]:
-    """Every finished trial as a TrialRecord: results.csv through the csv module (else parquet), and the log after it."""
+    """Every finished trial as a TrialRecord: results.csv read by the csv module (else parquet), and the log after."""
     folder = RunFolder(run_dir)
     path, reader = folder.results_csv, _rows_from_csv
     if not path.is_file():
@@ -821,7 +821,7 @@ class ResultsTables:
             self._writer = None
 
     def materialize(self) -> None:
-        """Rewrite results and curves, parquet and CSV, atomically, from the rows in memory (= the log), here and now."""
+        """Rewrite results and curves, parquet and CSV, atomically, from the rows in memory (= the log), here, now."""
         self._wait_for_writer()
         snapshot = self._snapshot()
         self._materialized_at = self._clock()

@@ -34,7 +34,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-import yaml
 
 import runfolder
 from reports._factorial import simple_effects_table
@@ -123,16 +122,13 @@ def _labels(paths: list[Path]) -> list[str]:
 
 
 def _read_study(run_dir: Path, notes: list[str]) -> dict[str, Any] | None:
-    path = runfolder.RunFolder(run_dir).study_yaml
-    if not path.is_file():
-        notes.append(f"{path} is missing: the study's fields are not compared for this run.")
-        return None
     try:
-        study = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise CompareError(f"{path}: not readable YAML: {' '.join(str(error).split())}") from None
-    if not isinstance(study, dict):
-        raise CompareError(f"{path}: expected a mapping of study sections, got {type(study).__name__}")
+        study = runfolder.read_study_yaml(run_dir)
+    except runfolder.RunFolderError as error:
+        raise CompareError(str(error)) from None
+    if study is None:
+        notes.append(f"{runfolder.RunFolder(run_dir).study_yaml} is missing: the study's fields are not compared "
+                     "for this run.")
     return study
 
 

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 import runfolder
 from reports._load import ReportError, RunData, level_labels
@@ -196,14 +195,13 @@ class AshaSettings:
 
 def asha_settings(run: RunData) -> AshaSettings:
     """search.scheduler and search.asha of the study as run; `scheduler` is 'unknown' without a study.yaml."""
-    path = runfolder.RunFolder(run.run_dir).study_yaml
-    if not path.is_file():
-        return AshaSettings("unknown", None, None, f"{runfolder.STUDY_YAML} is missing")
     try:
-        study = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ReportError(f"{path}: not readable YAML: {' '.join(str(error).split())}") from None
-    search = study.get("search") if isinstance(study, dict) else None
+        study = runfolder.read_study_yaml(run.run_dir)
+    except runfolder.RunFolderError as error:
+        raise ReportError(str(error)) from None
+    if study is None:
+        return AshaSettings("unknown", None, None, f"{runfolder.STUDY_YAML} is missing")
+    search = study.get("search")
     search = search if isinstance(search, dict) else {}
     scheduler = str(search.get("scheduler") or "none")
     if scheduler != "asha":

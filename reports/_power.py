@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import yaml
 
 import runfolder
 from reports._factorial import SimpleComparison, tested_comparisons, within_text
@@ -125,13 +124,13 @@ def seeds_needed(effect: float, sd: float, paired: bool, alpha: float = ALPHA, p
 def target_effect(run: RunData) -> tuple[float, str]:
     """The study's report.target_effect from the run folder's study.yaml, else the default; and where it came from."""
     path = runfolder.RunFolder(run.run_dir).study_yaml
-    if not path.is_file():
-        return DEFAULT_TARGET_EFFECT, f"the default ({runfolder.STUDY_YAML} is missing)"
     try:
-        study = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ReportError(f"{path}: not readable YAML: {' '.join(str(error).split())}") from None
-    report = study.get("report") if isinstance(study, dict) else None
+        study = runfolder.read_study_yaml(run.run_dir)
+    except runfolder.RunFolderError as error:
+        raise ReportError(str(error)) from None
+    if study is None:
+        return DEFAULT_TARGET_EFFECT, f"the default ({runfolder.STUDY_YAML} is missing)"
+    report = study.get("report")
     value = report.get("target_effect") if isinstance(report, dict) else None
     if value is None:
         return DEFAULT_TARGET_EFFECT, f"the default ({runfolder.STUDY_YAML} sets no report.target_effect)"

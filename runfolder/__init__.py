@@ -15,7 +15,7 @@ from ._ranking import RANKING_COLUMN, RANKING_RULE, rankable, ranked_frame, rank
 from ._rows import (ARCH_PREFIX, CURVE_COLUMNS, FACTOR_PREFIX, REJECTED_PREFIX, STATUSES, TRAIN_JSON, TRAIN_PREFIX,
                     curve_rows, factor_label, is_missing, train_settings_of, trial_id, trial_row)
 from ._tables import (LOAD_COLUMNS, REPORT_COLUMNS, ResultsTables, RunFolderError, TrialRecord, read_curves,
-                      read_results, read_retrain, read_run_json, read_trials, replay_log, write_retrain,
+                      read_results, read_retrain, read_run_json, read_study_yaml, read_trials, replay_log, write_retrain,
                       write_run_json)
 
 __all__ = [
@@ -29,6 +29,6 @@ __all__ = [
     "STATUSES", "CURVE_COLUMNS", "FACTOR_PREFIX", "ARCH_PREFIX", "TRAIN_PREFIX", "TRAIN_JSON", "REJECTED_PREFIX", "trial_id", "trial_row",
     "curve_rows", "train_settings_of", "factor_label", "is_missing",
     "RunFolderError", "TrialRecord", "ResultsTables", "REPORT_COLUMNS", "LOAD_COLUMNS",
-    "read_run_json", "write_run_json", "read_results", "read_curves", "read_retrain", "write_retrain", "read_trials",
+    "read_run_json", "read_study_yaml", "write_run_json", "read_results", "read_curves", "read_retrain", "write_retrain", "read_trials",
     "replay_log",
 ]

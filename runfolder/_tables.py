@@ -67,6 +67,22 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
     return document
 
 
+def read_study_yaml(run_dir: str | Path) -> dict[str, Any] | None:
+    """study.yaml (the study as run) as a plain dict of sections; None when the folder has none."""
+    import yaml
+
+    path = RunFolder(run_dir).study_yaml
+    if not path.is_file():
+        return None
+    try:
+        study = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise RunFolderError(f"{path}: not readable YAML: {_first_line(error)}") from None
+    if not isinstance(study, dict):
+        raise RunFolderError(f"{path}: expected a mapping of study sections, got {type(study).__name__}")
+    return study
+
+
 def write_run_json(run_dir: str | Path, document: Mapping[str, Any]) -> None:
     """Write run.json atomically."""
     atomic_write_text(RunFolder(run_dir).run_json, json.dumps(document, indent=2, default=str) + "\n")

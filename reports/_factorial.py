@@ -180,8 +180,10 @@ def simple_effects_table(run: RunData, factors: list[Factor] | None = None,
                          f"more trials of both a level and the reference {factor.reference} (the factors are not "
                          "crossed); see its pooled comparison.")
         if conditional(run, factor):
-            notes.append(f"{factor.name} is conditional: it exists only for some trials (null for the others), so it "
-                         f"has no '{NULL_LEVEL}' level to test; its comparisons use only the trials where it is set.")
+            unset = int(run.complete[factor.column].isna().sum())
+            notes.append(f"{factor.name} is conditional: it exists only for some trials, so the {unset} complete "
+                         f"trial(s) without it belong to none of its levels; its comparisons use only the trials "
+                         f"where it is set.")
     return pd.DataFrame(rows, columns=SIMPLE_EFFECT_COLUMNS), notes
 
 

@@ -74,12 +74,16 @@ class RunData:
         return [factor for factor in self.factors if factor.categorical]
 
 
+# The label of a null factor value: a conditional factor where it does not exist. Never a level of the factor.
+NULL_LABEL = "(none)"
+
+
 def level_label(value: Any) -> str:
     """The text a factor value is shown and grouped under (20 and 20.0 are one level)."""
     if isinstance(value, np.generic):
         value = value.item()
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "(none)"
+        return NULL_LABEL
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -88,7 +92,7 @@ def level_label(value: Any) -> str:
 def level_labels(column: pd.Series) -> pd.Series:
     """`level_label` of every value, computed once per distinct value (fast on 10k rows)."""
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    labels = np.array([level_label(value) for value in uniques] + ["(none)"], dtype=object)
+    labels = np.array([level_label(value) for value in uniques] + [NULL_LABEL], dtype=object)
     # factorize marks missing values with -1, which indexes the trailing "(none)".
     return pd.Series(labels[codes], index=column.index, dtype=object)
 
@@ -111,7 +115,9 @@ def _factors_from_run_json(info: dict[str, Any], results: pd.DataFrame, notes: l
         labels = [level_label(level) for level in levels]
         # Values the runner wrote that the study did not declare still deserve a row.
         observed = level_labels(results[column]).unique()
-        extra = [label for label in observed if label not in labels]
+        # A null value is not a level: the factor does not exist for that trial (bottleneck_ratio of a basic
+        # block), so those trials enter no comparison of this factor and no table shows a "(none)" level.
+        extra = [label for label in observed if label not in labels and label != NULL_LABEL]
         if extra:
             notes.append(
                 f"Factor {name!r}: results.parquet holds level(s) {', '.join(map(repr, extra))} "
@@ -134,8 +140,6 @@ def _inferred_factor(column: str, results: pd.DataFrame) -> Factor:
     if numeric and len(distinct) > MAX_INFERRED_LEVELS:
         return Factor(name, column, None, None, "results.parquet (inferred)")
     labels = [level_label(value) for value in sorted(distinct, key=lambda v: (str(type(v)), v))]
-    if values.isna().any():
-        labels.append("(none)")
     return Factor(name, column, tuple(labels), labels[0] if labels else None, "results.parquet (inferred)")
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 import runfolder
-from reports._load import STATUSES, Factor, RunData, level_label, level_labels
+from reports._load import NULL_LABEL, STATUSES, Factor, RunData, level_label, level_labels
 
 # Fixed so that a report built twice from one table prints the same intervals.
 BOOTSTRAP_SEED = 0
@@ -35,8 +35,8 @@ CONFIDENCE = 0.95
 # trials in one level do not allocate 2000 x 10000 indices in one go.
 _MAX_INDICES_PER_CHUNK = 4_000_000
 
-# The label of a null factor value (a conditional factor where it does not exist).
-NULL_LEVEL = level_label(None)
+# The label of a null factor value (a conditional factor where it does not exist); never a level.
+NULL_LEVEL = NULL_LABEL
 
 # The accuracies the ablation reports, in the order shown.
 ABLATION_METRICS = ("test_acc", "val_acc_best")
@@ -61,7 +61,6 @@ VERDICTS = {
     "within noise": "Holm-adjusted p >= 0.05: no evidence of a difference at this number of trials",
     "n too small": "this level or the reference has fewer than 2 complete trials: no std, CI or test",
     "no trials": "no complete trial with this accuracy at this level",
-    "conditional": "the factor does not exist for these trials (its value is null), so there is no level to compare",
 }
 
 
@@ -257,15 +256,14 @@ def ablation_table(run: RunData) -> pd.DataFrame:
     rows = []
     metrics = [metric for metric in ABLATION_METRICS if metric in run.results.columns]
     for factor in run.categorical_factors:
-        is_conditional = conditional(run, factor)
         for metric in metrics:
             scored = accuracy_values(run, metric)
             labels = level_labels(scored[factor.column])
             groups = {level: scored[labels == level] for level in factor.levels}
             reference = groups[factor.reference] if factor.reference in groups else scored.iloc[0:0]
             paired_ok = pairable(run, factor, scored)
-            family = [_ablation_row(factor, level, metric, groups[level], reference, paired_ok,
-                                    skip=is_conditional and level == NULL_LEVEL)
+            # A conditional factor's null trials belong to no level (see reports._load.NULL_LABEL).
+            family = [_ablation_row(factor, level, metric, groups[level], reference, paired_ok)
                       for level in factor.levels]
             adjusted = holm([row["p_value"] for row in family])
             for row, p_adjusted in zip(family, adjusted):
@@ -279,7 +277,7 @@ def ablation_table(run: RunData) -> pd.DataFrame:
 
 
 def _ablation_row(factor: Factor, level: str, metric: str, trials: pd.DataFrame, reference: pd.DataFrame,
-                  paired_ok: bool, skip: bool) -> dict:
+                  paired_ok: bool) -> dict:
     values, reference_values = trials[metric].to_numpy(dtype=float), reference[metric].to_numpy(dtype=float)
     n, reference_n = len(values), len(reference_values)
     is_reference = level == factor.reference
@@ -297,8 +295,6 @@ def _ablation_row(factor: Factor, level: str, metric: str, trials: pd.DataFrame,
         row["verdict"] = "no trials"
     elif is_reference:
         row["verdict"] = "reference"
-    elif skip:
-        row["verdict"] = "conditional"
     elif reference_n == 0:
         row["verdict"] = "n too small"
     else:

@@ -346,9 +346,11 @@ def test_a_conditional_factor_has_no_null_level_to_test(tmp_path):
     assert set(factorial.interactions["verdict"]) == {"not testable"}
     assert any("bottleneck_ratio is conditional" in note for note in factorial.notes)
     pooled = ablation_table(run)
-    assert set(pooled.loc[pooled["level"] == "(none)", "verdict"]) == {"conditional"}
+    # Pooled too: the basic-block trials belong to no bottleneck_ratio level, and no table shows a null level.
+    assert set(pooled.loc[pooled["factor"] == "bottleneck_ratio", "level"]) == {"0.25", "0.5"}
+    assert (pooled.loc[pooled["factor"] == "bottleneck_ratio", "n"] == len(SEEDS)).all()
     page = build_report(run_dir).read_text(encoding="utf-8")
-    assert "bottleneck_ratio is conditional" in page
+    assert "bottleneck_ratio is conditional" in page and "(none)" not in page
 
 
 # ---------------------------------------------------------------- tables and page

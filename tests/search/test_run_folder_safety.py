@@ -411,6 +411,15 @@ def _listening(pids: set[int]) -> list[tuple[int, str]]:
     return found
 
 
+def _program_is(pid: int, *names: bytes) -> bool:
+    """True while `pid` runs a program whose command line names one of `names`."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(name in command for name in names)
+
+
 def _is_loopback(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
@@ -444,7 +453,9 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
         assert f"is in use by PID {driver.pid} on {socket.gethostname()} since {record['started']}" in line
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        left = {pid for pid in _ray_processes(record["ray"]) if Path(f"/proc/{pid}").exists()}
+        # Ray's workers may exit by themselves once the driver is gone; gcs_server and raylet stay up for minutes
+        # (what issue 10 found), so they are what the resume must find and stop.
+        left = {pid for pid in _ray_processes(record["ray"]) if _program_is(pid, b"gcs_server", b"raylet")}
         resume = subprocess.Popen(command + ["--resume"], cwd=ROOT, env=environment, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         note = resume.stdout.readline()

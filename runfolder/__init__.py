@@ -8,20 +8,21 @@ results through the standard library; the pandas readers import pandas on use.
 from ._atomic import (atomic_write_folder, atomic_write_frame, atomic_write_text, atomic_write_with, current_umask,
                       new_file_mode, new_folder_mode, unwritable_reason)
 from ._layout import (CHECKPOINTS, CURVES_CSV, CURVES_PARQUET, LOCK, RAY_RESULTS, REPORT_HTML, REPORT_TABLES,
-                      RESULTS_CSV, RESULTS_PARQUET, RETRAIN_CSV, RETRAIN_PARQUET, RETRAINED, RUN_JSON, STUDY_DB,
-                      STUDY_YAML, TRIALS_LOG, RunFolder, checkpoint_cell, retrained_cell)
+                      PLANS_JSON, RESULTS_CSV, RESULTS_PARQUET, RETRAIN_CSV, RETRAIN_JOBS, RETRAIN_PARQUET, RETRAINED,
+                      RUN_JSON, STUDY_DB, STUDY_YAML, TRIALS_LOG, RunFolder, checkpoint_cell, retrain_job_cell,
+                      retrained_cell)
 from ._lock import RunFolderBusy, RunFolderLock, holder_text, read_lock
 from ._ranking import RANKING_COLUMN, RANKING_RULE, rankable, ranked_frame, ranked_rows, ranking_order, sort_key
 from ._rows import (ARCH_PREFIX, CURVE_COLUMNS, FACTOR_PREFIX, REJECTED_PREFIX, STATUSES, TRAIN_JSON, TRAIN_PREFIX,
                     curve_rows, factor_label, is_missing, train_settings_of, trial_id, trial_row)
 from ._tables import (LOAD_COLUMNS, REPORT_COLUMNS, ResultsTables, RunFolderError, TrialRecord, read_curves,
-                      read_results, read_retrain, read_run_json, read_study_yaml, read_trials, replay_log, write_retrain,
-                      write_run_json)
+                      read_plans, read_results, read_retrain, read_run_json, read_study_yaml, read_trials, replay_log,
+                      write_plans, write_retrain, write_run_json)
 
 __all__ = [
     "RunFolder", "TRIALS_LOG", "STUDY_YAML", "RUN_JSON", "STUDY_DB", "RESULTS_PARQUET", "RESULTS_CSV", "CURVES_PARQUET",
     "CURVES_CSV", "RETRAIN_PARQUET", "RETRAIN_CSV", "CHECKPOINTS", "RETRAINED", "REPORT_HTML", "REPORT_TABLES",
-    "RAY_RESULTS", "LOCK", "checkpoint_cell", "retrained_cell",
+    "RAY_RESULTS", "LOCK", "PLANS_JSON", "RETRAIN_JOBS", "checkpoint_cell", "retrain_job_cell", "retrained_cell",
     "atomic_write_with", "atomic_write_text", "atomic_write_frame", "atomic_write_folder", "current_umask",
     "new_file_mode", "new_folder_mode", "unwritable_reason",
     "RunFolderLock", "RunFolderBusy", "holder_text", "read_lock",
@@ -30,5 +31,5 @@ __all__ = [
     "curve_rows", "train_settings_of", "factor_label", "is_missing",
     "RunFolderError", "TrialRecord", "ResultsTables", "REPORT_COLUMNS", "LOAD_COLUMNS",
     "read_run_json", "read_study_yaml", "write_run_json", "read_results", "read_curves", "read_retrain", "write_retrain", "read_trials",
-    "replay_log",
+    "replay_log", "read_plans", "write_plans",
 ]

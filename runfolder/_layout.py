@@ -7,9 +7,12 @@
       trials.jsonl          the append-only log of finished trials: the durable record during a run
       results.parquet/.csv  one row per trial (materialised from the log)
       curves.parquet/.csv   one row per trial and epoch
-      retrain.parquet/.csv  retrained top-k (python -m search.retrain), if any
+      retrain.parquet/.csv  retrained top-k (python -m search.retrain), if any: materialised from retrain/*/
+      retrain/<job>/        one run folder per retrain job (python -m search.retrain), written by the runner
+                            like any run, with plans.json; its checkpoints/ hold the retrained weights
       checkpoints/<trial>/  weights of the top-k trials
-      retrained/<name>/     weights of retrained models
+      retrained/<name>/     weights of models retrained before retrain jobs ran through the runner
+      plans.json            the trials of a run that samples none (a retrain job): each one's plan, in order
       report.html           the report; report_tables/*.csv beside it
       ray_results/          Ray Tune's own experiment state
       tensorboard/<trial>/  TensorBoard event files of each trial (python -m search.run --log tensorboard)
@@ -33,6 +36,8 @@ RETRAIN_PARQUET = "retrain.parquet"
 RETRAIN_CSV = "retrain.csv"
 CHECKPOINTS = "checkpoints"
 RETRAINED = "retrained"
+RETRAIN_JOBS = "retrain"
+PLANS_JSON = "plans.json"
 REPORT_HTML = "report.html"
 REPORT_TABLES = "report_tables"
 RAY_RESULTS = "ray_results"
@@ -93,6 +98,14 @@ class RunFolder:
         return self.path / RETRAIN_CSV
 
     @property
+    def retrain_jobs(self) -> Path:
+        return self.path / RETRAIN_JOBS
+
+    @property
+    def plans(self) -> Path:
+        return self.path / PLANS_JSON
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / CHECKPOINTS
 
@@ -136,6 +149,11 @@ class RunFolder:
 def checkpoint_cell(trial: str) -> str:
     """The `checkpoint` cell of a trial whose weights are kept: a path relative to the run folder."""
     return f"{CHECKPOINTS}/{trial}"
+
+
+def retrain_job_cell(job: str, cell: str) -> str:
+    """A path that a retrain job's row holds relative to its own folder (`cell`), made relative to the study's run folder."""
+    return f"{RETRAIN_JOBS}/{job}/{cell}"
 
 
 def retrained_cell(name: str) -> str:

@@ -88,6 +88,27 @@ def write_run_json(run_dir: str | Path, document: Mapping[str, Any]) -> None:
     atomic_write_text(RunFolder(run_dir).run_json, json.dumps(document, indent=2, default=str) + "\n")
 
 
+# ------------------------------------------------------------------ plans.json
+def write_plans(run_dir: str | Path, plans: Iterable[Mapping[str, Any]]) -> None:
+    """Write plans.json atomically: the trials of a run that samples none, each as `TrialPlan.to_dict()`, in order."""
+    atomic_write_text(RunFolder(run_dir).plans, json.dumps({"plans": list(plans)}, indent=1) + "\n")
+
+
+def read_plans(run_dir: str | Path) -> list[dict[str, Any]] | None:
+    """The plans plans.json holds, in order; None when the folder has none."""
+    path = RunFolder(run_dir).plans
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFolderError(f"{path}: not readable JSON: {_first_line(error)}") from None
+    plans = document.get("plans") if isinstance(document, dict) else None
+    if not isinstance(plans, list) or not all(isinstance(plan, dict) for plan in plans):
+        raise RunFolderError(f"{path}: expected {{\"plans\": [one object per trial, ...]}}")
+    return plans
+
+
 # ------------------------------------------------------------------ the trial log
 # The line a materialisation appends once the tables are written: {"event":"materialized","log_bytes":N}
 # says that every table on disk holds at least the log's first N bytes.

@@ -27,6 +27,7 @@ import space
 from . import datasets
 from ._environment import hardware, versions
 from ._live_report import LiveReport
+from ._plans import FixedPlans
 from ._ray import CONNECT_TIMEOUT_S, dashboard_line, init_ray, local_ray_record, shutdown_ray
 from ._recorder import Recorder, tune_callback
 from ._resume import RunError, check_run_dir, requeue_lost, take_run_lock
@@ -52,26 +53,33 @@ class RunOptions:
     report: bool = True
     log: tuple[str, ...] = ()  # trackers fed per epoch and per trial (search._trackers.TRACKERS): --log tensorboard
     connect_timeout: float = CONNECT_TIMEOUT_S  # seconds to keep trying to reach `address`
+    fixed: FixedPlans | None = None  # run these trials instead of sampling the study's (search.retrain)
 
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _target_trials(study: space.Study) -> int:
+def _target_trials(study: space.Study, fixed: FixedPlans | None = None) -> int:
+    if fixed is not None:
+        return len(fixed.plans)
     if study.search.strategy == "grid":
         return len(space.grid_points(study)) * len(study.search.seeds)
     return int(study.search.trials)
 
 
+def _objectives(study: space.Study, fixed: FixedPlans | None) -> list[tuple[str, str]]:
+    return list(fixed.objectives if fixed is not None else study.search.objectives)
+
+
 def _run_document(study: space.Study, splits: datasets.DatasetSplits, previous: dict[str, Any],
-                  storage_url: str, target: int) -> dict[str, Any]:
+                  storage_url: str, target: int, fixed: FixedPlans | None = None) -> dict[str, Any]:
     """run.json at the start of an attempt: what, on which data, with which budget, where, with what."""
     resources = study.search.resources
     return {
         **previous,
         "study": study.name, "question": study.question, "strategy": study.search.strategy,
-        "objectives": [list(o) for o in study.search.objectives], "factors": space.factors(study),
+        "objectives": [list(o) for o in _objectives(study, fixed)], "factors": space.factors(study),
         "match_complexity": study.match_complexity,  # the settings, defaults filled in; None if unmatched
         "dataset": dict(splits.source),
         "budget": {"epochs": study.max_epochs, "trials": target, "seeds": list(study.search.seeds),
@@ -107,13 +115,15 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     folder = runfolder.RunFolder(run_dir)
     # Every check of the folder (run.json, study, trial record, storage) before the first write.
     previous = check_run_dir(study, run_dir, options.resume)
+    if options.fixed is not None:
+        options.fixed.check_resume(run_dir, options.resume)
     if splits.source.get("embedded_sample"):
         print("note: training on the embedded CIFAR-10 sample (a few thousand images), not the full "
               "dataset; set data.root for real results", file=out)
     storage_url = study.search.storage or folder.storage_url()
-    target = _target_trials(study)
+    target = _target_trials(study, options.fixed)
     started = time.time()
-    document = _run_document(study, splits, previous, storage_url, target)
+    document = _run_document(study, splits, previous, storage_url, target, options.fixed)
     # Ray next: a cluster that cannot be joined must not leave a run folder behind.
     try:
         dashboard = init_ray(options.address, options.dashboard, options.connect_timeout)
@@ -124,6 +134,8 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     if not options.resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         runfolder.atomic_write_text(folder.study_yaml, study.to_yaml())
+        if options.fixed is not None:
+            options.fixed.write(run_dir)
     runfolder.write_run_json(run_dir, document)
 
     tables = _tables_to_continue(study, storage_url, run_dir, target, options.resume, out)
@@ -201,14 +213,15 @@ def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplit
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    searcher = _make_searcher(study, storage_url, recorder)
+    searcher = _make_searcher(study, storage_url, recorder, options.fixed)
     max_concurrent = options.max_concurrent or study.search.max_concurrent
     search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
     resources = study.search.resources
     trainable = tune.with_parameters(
         run_trial, splits=splits, data=study.data_settings().to_dict(),
-        objectives=[m for m, _ in study.search.objectives], run_dir=str(options.run_dir),
-        cpus_per_trial=resources.cpus, keep_weights=study.search.keep_checkpoints != 0)
+        objectives=[m for m, _ in _objectives(study, options.fixed)], run_dir=str(options.run_dir),
+        cpus_per_trial=resources.cpus, keep_weights=study.search.keep_checkpoints != 0,
+        train_on_val=options.fixed is not None and options.fixed.train_on_val)
     scheduler = FIFOScheduler()
     if study.search.asha is not None:
         asha = study.search.asha
@@ -272,20 +285,24 @@ def _screen(study: space.Study) -> Callable[[dict[str, Any]], tuple[dict[str, An
     return screen
 
 
-def _make_searcher(study: space.Study, storage_url: str, recorder: Recorder) -> ScreeningOptunaSearch:
-    objectives = list(study.search.objectives)
+def _make_searcher(study: space.Study, storage_url: str, recorder: Recorder,
+                   fixed: FixedPlans | None = None) -> ScreeningOptunaSearch:
+    objectives = _objectives(study, fixed)
     metrics = [objective_metric(m) for m, _ in objectives]
     modes = [mode for _, mode in objectives]
     multi = len(objectives) > 1
-    if study.search.strategy == "grid":
-        sampler: optuna.samplers.BaseSampler = AskTellGridSampler(
-            space.grid_search_space(study), seed=study.search.sampler_seed)
+    define_by_run, screen = space.define_by_run(study), _screen(study)
+    if fixed is not None:
+        sampler: optuna.samplers.BaseSampler = AskTellGridSampler(fixed.grid(), seed=study.search.sampler_seed)
+        define_by_run, screen = fixed.define_by_run(), fixed.screen
+    elif study.search.strategy == "grid":
+        sampler = AskTellGridSampler(space.grid_search_space(study), seed=study.search.sampler_seed)
     else:
         sampler = space.make_sampler(study.search.sampler, study.search.sampler_seed)
     return ScreeningOptunaSearch(
-        space=space.define_by_run(study), metric=metrics if multi else metrics[0],
+        space=define_by_run, metric=metrics if multi else metrics[0],
         mode=modes if multi else modes[0], sampler=sampler, storage=open_storage(storage_url),
-        study_name=study.name, screen=_screen(study), on_rejected=recorder.trial_rejected,
+        study_name=study.name, screen=screen, on_rejected=recorder.trial_rejected,
         objective_metrics=metrics,
     )
 

@@ -38,8 +38,12 @@ def _first_line(error: BaseException) -> str:
 
 
 def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, data: dict[str, Any],
-              objectives: list[str], run_dir: str, cpus_per_trial: float, keep_weights: bool) -> None:
-    """Ray Tune function trainable: train the trial's planned architecture and report every epoch."""
+              objectives: list[str], run_dir: str, cpus_per_trial: float, keep_weights: bool,
+              train_on_val: bool = False) -> None:
+    """Ray Tune function trainable: train the trial's planned architecture and report every epoch.
+
+    `train_on_val` fits on train+val and measures no validation accuracy (search.retrain's runs).
+    """
     import ray
     import torch
     from ray import tune
@@ -53,8 +57,9 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, data: d
     figures: dict[str, int] = {}
     epochs = -1  # known once the plan is read
 
-    def objective_values(val_acc_best: float) -> dict[str, Any]:
-        values = {"val_acc": val_acc_best, **figures}
+    def objective_values(val_acc_best: float, test_acc: float = math.nan) -> dict[str, Any]:
+        # test_acc is an objective only of runs that select nothing (search._plans); a study cannot name it.
+        values = {"val_acc": val_acc_best, "test_acc": test_acc, **figures}
         return {objective_metric(m): values.get(m, math.nan) for m in objectives}
 
     def report(epoch_metrics: dict[str, Any]) -> None:
@@ -77,7 +82,7 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, data: d
         trial = runfolder.trial_id(number)
         save_to = runfolder.RunFolder(run_dir).checkpoint_of(trial) if keep_weights else None
         result = fit(plan.spec, plan.train, space.DataSettings.from_dict(data), report=report, splits=splits,
-                     save_to=save_to)
+                     save_to=save_to, final_eval_on_train_val=train_on_val)
     except Exception as error:  # recorded as a failed trial; the study goes on
         result = {"status": "failed", "error": _first_line(error)}
     final = {k: v for k, v in result.items() if k != "dataset"}
@@ -85,5 +90,6 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, data: d
     final["node_id"] = ray.get_runtime_context().get_node_id()
     last_epoch = state["last_epoch"] or {"epoch": final.get("epochs_run", 0),
                                          "val_acc": final.get("val_acc_final", math.nan)}
-    tune.report({**last_epoch, **final, **objective_values(final.get("val_acc_best", math.nan)),
+    tune.report({**last_epoch, **final,
+                 **objective_values(final.get("val_acc_best", math.nan), final.get("test_acc", math.nan)),
                  "final": True, "curve": state["curve"]})

@@ -1,13 +1,19 @@
-"""python -m search.retrain: the top architectures trained again from scratch, recorded beside the study.
+"""python -m search.retrain: the top architectures trained again from scratch, as a retrain job through the runner.
 
-The fast tests build the run folder without Ray (search.train.fit and the
-results tables directly); one slow test retrains a copy of the session's
-real smoke run (tests/conftest.py).
+The fast tests plan jobs and write their tables without Ray, on a run folder
+written through `runfolder` with made-up metrics (nothing trains). One slow
+test retrains a copy of the session's real smoke run (tests/conftest.py),
+kills the driver with SIGKILL once a retrain run is durable, and resumes.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +21,13 @@ import pytest
 import torch
 
 import models
+import runfolder
+from commands import ROOT, CliResult, call_main, module_env
 from models import ArchSpec, StageSpec
-from commands import CliResult, call_main, run_module
 from search import retrain as retrain_module
-from space import TrainSettings
+from search._plans import FixedPlans
+from search._resume import RunError
+from space import TrainSettings, TrialPlan
 
 STUDY = """\
 name: tiny_retrain
@@ -30,11 +39,11 @@ space:
   shortcut: {choice: [A, B]}
   stages: [{depth: 1, width: 8, stride: 1}, {depth: 1, width: 16, stride: 2}]
 train: {epochs: 1, batch_size: 32, lr: 0.05, schedule: step, milestones: [0.5, 0.75]}
-search: {strategy: grid, seeds: [0]}
+search: {strategy: grid, seeds: [0], scheduler: asha, asha: {grace_period: 1}}
 """
-WIDTHS = (8, 12, 16)
-# One torch thread: on 2 shared cores, nets this small train 5x faster than on two.
-ONE_THREAD = "train.max_threads=1"
+# (width, val_acc_best, test_acc) of each searched trial: width 16 ranks first, then 12, then 8.
+TRIALS = ((8, 0.30, 0.31), (12, 0.50, 0.52), (16, 0.70, 0.69))
+SEARCH_TRAIN = TrainSettings(epochs=1, batch_size=32, lr=0.05, seed=0, max_threads=1)
 
 
 def _spec(width: int) -> ArchSpec:
@@ -43,60 +52,44 @@ def _spec(width: int) -> ArchSpec:
 
 
 def make_run(run_dir: Path) -> Path:
-    """A finished three-trial study on synthetic data, written as the runner writes it (weights of two kept)."""
-    import space
-    from runfolder import ResultsTables, trial_row
-    from search.train import fit
-
+    """A finished three-trial study, its rows written through runfolder as the runner writes them (nothing trained)."""
     run_dir.mkdir(parents=True)
     (run_dir / "study.yaml").write_text(STUDY)
-    study = space.load_study(run_dir / "study.yaml")
-    tables = ResultsTables(run_dir)
-    for number, width in enumerate(WIDTHS):
-        train = TrainSettings(epochs=1, batch_size=32, lr=0.05, seed=0, max_threads=1)
-        trial = f"trial_{number:04d}"
-        metrics = fit(_spec(width), train, study.data_settings(), device="cpu",
-                      save_to=run_dir / "checkpoints" / trial)
-        tables.add_trial(trial_row(number=number, status="complete", seed=0, factors={"width": width},
-                                   spec=_spec(width), train=train.to_dict(), metrics=metrics))
-    best_two = sorted(tables.rows.values(), key=lambda r: (-r["val_acc_best"], r["trial_id"]))[:2]
-    tables.set_checkpoints({r["trial_id"]: f"checkpoints/{r['trial_id']}" for r in best_two})
-    tables.close()  # materialise the tables, as the runner does when a run ends
+    tables = runfolder.ResultsTables(run_dir)
+    for number, (width, val, test) in enumerate(TRIALS):
+        tables.add_trial(runfolder.trial_row(
+            number=number, status="complete", seed=0, factors={"width": width}, spec=_spec(width),
+            train=SEARCH_TRAIN.to_dict(), metrics={"val_acc_best": val, "test_acc": test, "params": 1, "macs": 1}))
+    tables.close()
     return run_dir
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads() -> object:
-    # fit() applies train.max_threads to the whole process; later tests get theirs back.
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("retrain") / "tiny")
-
-
 @pytest.fixture
-def run_copy(run_dir: Path, tmp_path: Path) -> Path:
-    import shutil
-
-    return Path(shutil.copytree(run_dir, tmp_path / "copy"))
+def run_dir(tmp_path: Path) -> Path:
+    return make_run(tmp_path / "tiny")
 
 
-def _top(run_dir: Path, k: int) -> list[str]:
-    results = pd.read_parquet(run_dir / "results.parquet")
-    ordered = results.sort_values(["val_acc_best", "trial_id"], ascending=[False, True])
-    return list(ordered["trial_id"][:k])
+def _finish_job(job: retrain_module.RetrainJob, test_accs: list[float], finished: bool = True) -> None:
+    """Write a job's folder as the runner would after training its runs (the first len(test_accs) of them)."""
+    plans = [plan.to_dict() for _, plan in job.runs]
+    job.folder.mkdir(parents=True)
+    runfolder.write_plans(job.folder, plans)
+    runfolder.write_run_json(job.folder, {"study": job.study.name, "finished": "now" if finished else None})
+    tables = runfolder.ResultsTables(job.folder)
+    for number, ((_, plan), test_acc) in enumerate(zip(job.runs, test_accs)):
+        tables.add_trial(runfolder.trial_row(
+            number=number, status="complete", seed=plan.train.seed, factors=plan.factors, spec=plan.spec,
+            train=plan.train.to_dict(), metrics={"test_acc": test_acc, "epochs_run": plan.train.epochs},
+            checkpoint=runfolder.checkpoint_cell(runfolder.trial_id(number))))
+    tables.close()
 
 
+# ------------------------------------------------------------ the trials
 def test_train_settings_round_trip_through_the_results_table(run_dir: Path) -> None:
     for reader in (pd.read_parquet, pd.read_csv):
         table = reader(run_dir / f"results.{'parquet' if reader is pd.read_parquet else 'csv'}")
         row = table.to_dict("records")[0]
-        assert retrain_module.train_settings_from_row(row) == TrainSettings(
-            epochs=1, batch_size=32, lr=0.05, seed=0, max_threads=1)
+        assert retrain_module.train_settings_from_row(row) == SEARCH_TRAIN
 
 
 def test_train_settings_come_whole_from_train_json() -> None:
@@ -116,88 +109,133 @@ def test_train_settings_of_run_folders_older_than_train_json() -> None:
         epochs=3, milestones=(0.3, 0.6), nesterov=True, max_threads=None, lr=0.2)
 
 
-def test_retrain_top_2_with_2_seeds(run_copy: Path) -> None:
-    # `python -m search.retrain` as a user runs it; the other tests call main() here.
-    result = run_module("search.retrain", str(run_copy), "--top", "2", "--seeds", "2", "--set", "train.epochs=2", "--set", ONE_THREAD,
-                  "--device", "cpu", "--no-report")
-    assert result.returncode == 0, result.stdout + result.stderr
-    retrained = pd.read_parquet(run_copy / "retrain.parquet")
-    assert len(retrained) == 4 and (retrained["status"] == "complete").all()
-    top = _top(run_copy, 2)
-    assert sorted(set(retrained["source_trial_id"])) == sorted(top)
-    assert sorted(retrained["seed"]) == [0, 0, 1, 1]
-    assert (retrained["epochs"] == 2).all() and (retrained["train.epochs"] == 2).all()
-    assert retrained["test_acc"].between(0, 1).all()
-    for column in ("arch_key", "label", "wall_s", "params", "macs", "checkpoint"):
-        assert column in retrained.columns
-    assert pd.read_csv(run_copy / "retrain.csv")["test_acc"].tolist() == pytest.approx(retrained["test_acc"].tolist())
-    # The printed summary: one line per architecture, mean ± std over n=2.
-    for trial in top:
-        line = next(line for line in result.stdout.splitlines() if f" {trial} " in line and " ± " in line)
-        assert line.split()[4] == "2"  # n seeds
-    # Retrained weights load like any checkpoint and reproduce their recorded accuracy.
-    first = retrained.iloc[0]
-    model = models.load(run_copy / first["checkpoint"])
-    assert model.spec.key() == first["arch_key"]
-    assert retrain_module.measure_test_acc(model) == first["test_acc"]
-    # Trained on train+val: the retrain saw more images than a search trial.
-    assert model.checkpoint_meta["metrics"]["epochs_run"] == 2
-
-
-def test_retrain_appends_and_skips_runs_already_recorded(run_copy: Path) -> None:
-    lines: list[str] = []
-    first, new = retrain_module.retrain(run_copy, top=1, seeds=1, overrides=[ONE_THREAD], device="cpu",
-                                        keep_weights=False, log=lines.append)
-    assert len(first) == len(new) == 1
-    again, new = retrain_module.retrain(run_copy, top=1, seeds=2, overrides=[ONE_THREAD], device="cpu",
-                                        keep_weights=False, log=lines.append)
-    assert len(again) == 2 and len(new) == 1 and list(new["seed"]) == [1]
-    assert "1 already in retrain.parquet" in lines[-2]
-    assert not (run_copy / "retrained").exists()
-    # Another epoch count is another run, not a repeat.
-    more, new = retrain_module.retrain(run_copy, top=1, seeds=1, overrides=["train.epochs=2", ONE_THREAD],
-                                       device="cpu", keep_weights=False, log=lines.append)
-    assert len(more) == 3 and len(new) == 1
-
-
-def test_same_architecture_twice_is_retrained_once(run_copy: Path) -> None:
-    results = pd.read_parquet(run_copy / "results.parquet")
+def test_same_architecture_twice_is_retrained_once(run_dir: Path) -> None:
+    results = pd.read_parquet(run_dir / "results.parquet")
     duplicate = results.iloc[[0]].assign(trial_id="trial_0099", number=99, val_acc_best=1.0)
-    pd.concat([results, duplicate]).to_parquet(run_copy / "results.parquet", index=False)
-    chosen = retrain_module.top_trials(pd.read_parquet(run_copy / "results.parquet"), top=2)
+    chosen = retrain_module.top_trials(pd.concat([results, duplicate]), top=2)
     assert chosen[0]["trial_id"] == "trial_0099"
     assert chosen[1]["arch_key"] != chosen[0]["arch_key"]
 
 
-def test_report_shows_the_retrained_section(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("reports")
-    # The report reads run.json; the runner writes it, this hand-made run needs one.
-    (run_copy / "run.json").write_text(json.dumps({"study": "tiny_retrain", "objectives": [["val_acc", "max"]]}))
-    result = _main(str(run_copy), "--top", "1", "--seeds", "2", "--set", ONE_THREAD, "--device", "cpu", "--no-weights",
-                   capsys=capsys)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "report: " in result.stdout, result.stdout
-    page = (run_copy / "report.html").read_text()
-    assert "Retrained" in page and pd.read_parquet(run_copy / "retrain.parquet")["arch_key"][0] in page
+# ------------------------------------------------------------ the job's plans
+def test_a_job_plans_top_k_times_seeds_from_the_trials_settings(run_dir: Path) -> None:
+    job = retrain_module.plan_job(run_dir, top=2, seeds=3, overrides=["train.epochs=4"])
+    assert [(plan.factors["source_trial"], plan.train.seed) for _, plan in job.runs] == [
+        ("trial_0002", 0), ("trial_0002", 1), ("trial_0002", 2), ("trial_0001", 0), ("trial_0001", 1),
+        ("trial_0001", 2)]  # best validation accuracy first, never test accuracy
+    for _, plan in job.runs:
+        assert plan.train == SEARCH_TRAIN.replace(epochs=4, seed=plan.train.seed)  # the trial's settings, --set on top
+        assert plan.spec == _spec(plan.factors["width"])
+        # Plain data that survives the trip to a worker and to plans.json.
+        assert TrialPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    assert job.runs[0][1].label == "width=16"
+    assert len({key for key, _ in job.runs}) == 6
+    assert job.name.startswith("top2-seeds3-") and job.folder == run_dir / "retrain" / job.name
+    # The job runs its whole budget in its own storage, keeping every run's weights.
+    search = job.study.search
+    assert (search.scheduler, search.asha, search.storage, search.keep_checkpoints) == ("none", None, None, -1)
+    assert retrain_module.plan_job(run_dir, 2, 3, ["train.epochs=4"], keep_weights=False).study.search.keep_checkpoints == 0
+    # The same flags find the same job; another budget is another job.
+    assert retrain_module.plan_job(run_dir, 2, 3, ["train.epochs=4"]).name == job.name
+    assert retrain_module.plan_job(run_dir, 2, 3, ["train.epochs=5"]).name != job.name
+    assert not (run_dir / "retrain").exists()  # planning writes nothing
+
+
+def test_fixed_plans_are_a_grid_over_their_positions(run_dir: Path) -> None:
+    job = retrain_module.plan_job(run_dir, top=1, seeds=2, overrides=[])
+    plans = tuple(plan.to_dict() for _, plan in job.runs)
+    fixed = FixedPlans(plans, train_on_val=True)
+    assert fixed.grid() == {"plan": [0, 1]}
+    assert fixed.screen({"plan": 1}) == (plans[1], None)
+    assert fixed.objectives == [("test_acc", "max")]
+    fixed.check_resume(job.folder, resume=False)  # a fresh run has nothing to agree with
+    with pytest.raises(RunError, match="no plans.json"):
+        fixed.check_resume(run_dir, resume=True)
+    runfolder.write_plans(run_dir, plans[:1])
+    with pytest.raises(RunError, match=r"holds other trials than this run's \(1 stored, 2 given\)"):
+        fixed.check_resume(run_dir, resume=True)
+    runfolder.write_plans(run_dir, plans)
+    fixed.check_resume(run_dir, resume=True)
+
+
+def test_a_jobs_rows_become_retrain_parquet_beside_older_rows(run_dir: Path) -> None:
+    legacy = pd.DataFrame([{"arch_key": "0123456789abcdef", "source_trial_id": "trial_0000", "seed": 0,
+                            "status": "complete", "test_acc": 0.4, "run_key": "{}", "device": "cpu"}])
+    runfolder.write_retrain(run_dir, legacy)  # a row retrained in-process, before retrain jobs
+    job = retrain_module.plan_job(run_dir, top=2, seeds=2, overrides=[])
+    _finish_job(job, [0.81, 0.82, 0.83], finished=False)
+    for _ in range(2):  # recording a job again replaces its rows
+        table = retrain_module.record_job(run_dir, job)
+        assert len(table) == 4
+    rows = table[table["job"] == job.name]
+    assert list(rows["run_key"]) == [key for key, _ in job.runs[:3]]
+    assert list(rows["checkpoint"]) == [f"retrain/{job.name}/checkpoints/trial_{n:04d}" for n in range(3)]
+    first = rows.iloc[0]
+    assert (first["source_trial_id"], first["label"], first["source_val_acc_best"], first["source_test_acc"]) == (
+        "trial_0002", "width=16", 0.70, 0.69)
+    assert (first["epochs"], first["test_acc"], first["status"]) == (1, 0.81, "complete")
+    assert table.iloc[0]["device"] == "cpu"
+    # The summary: mean ± std over the seeds of each architecture.
+    summary = retrain_module.summary(table[table["job"] == job.name]).set_index("source_trial_id")
+    assert summary.loc["trial_0002", "n"] == 2 and summary.loc["trial_0002", "mean"] == pytest.approx(0.815)
+    assert summary.loc["trial_0001", "n"] == 1
+    assert list(pd.read_csv(run_dir / "retrain.csv")["test_acc"]) == pytest.approx(list(table["test_acc"]))
 
 
 def _main(*args: str, capsys: pytest.CaptureFixture[str]) -> CliResult:
-    """`python -m search.retrain ARGS` in this process (no interpreter start-up)."""
-    return call_main(retrain_module.main, list(args), capsys)
+    """`python -m search.retrain ARGS` in this process; Ray must not start."""
+    result = call_main(retrain_module.main, list(args), capsys)
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized(), "this must be answered before Ray starts"
+    return result
+
+
+def test_runs_already_recorded_are_not_trained_again(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = retrain_module.plan_job(run_dir, top=2, seeds=1, overrides=[])
+    _finish_job(job, [0.8, 0.7])
+    retrain_module.record_job(run_dir, job)
+    # Another job that asks for them and more plans only the new ones.
+    bigger = retrain_module.plan_job(run_dir, top=2, seeds=2, overrides=[])
+    recorded = set(pd.read_parquet(run_dir / "retrain.parquet")["run_key"])
+    assert [(p["factors"]["source_trial"], p["train"]["seed"]) for p in bigger.pending(recorded)] == [
+        ("trial_0002", 1), ("trial_0001", 1)]
+    # The same command again trains nothing, says so and prints the summary.
+    result = _main(str(run_dir), "--top", "2", "--seeds", "1", "--no-report", capsys=capsys)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 2 run(s) of 2 architecture(s) x 1 seed(s) are already in retrain.parquet: nothing to train" \
+        in result.stdout
+    assert " ± " in result.stdout and len(pd.read_parquet(run_dir / "retrain.parquet")) == 2
+
+
+def test_resume_finds_the_job_of_the_same_flags(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flags = ["--top", "1", "--seeds", "2", "--no-report"]
+    line = _main(str(run_dir), *flags, "--resume", capsys=capsys).bad_input_line()
+    assert "nothing to resume (no retrain job with these flags started here); start it without --resume" in line
+    job = retrain_module.plan_job(run_dir, top=1, seeds=2, overrides=[])
+    _finish_job(job, [0.8], finished=False)  # a job killed after its first run
+    line = _main(str(run_dir), *flags, capsys=capsys).bad_input_line()
+    assert line == f"error: {job.folder}: a retrain job with these flags was interrupted; continue it with --resume"
+    assert not runfolder.RunFolder(run_dir).lock.exists()
 
 
 @pytest.mark.parametrize("args, expected", [
     (["--top", "0", "--seeds", "1"], "--top: got 0; allowed: an integer >= 1"),
     (["--top", "1", "--seeds", "0"], "--seeds: got 0; allowed: an integer >= 1"),
-    (["--top", "1", "--seeds", "1", "--set", "space.stem_width=16"], "allowed: train.* and data.* fields"),
+    (["--top", "1", "--seeds", "1", "--set", "space.stem_width=16"],
+     "allowed: train.* and data.* fields, search.resources.*, search.max_concurrent"),
+    (["--top", "1", "--seeds", "1", "--set", "search.strategy=optuna"], "allowed: train.* and data.* fields"),
     (["--top", "1", "--seeds", "1", "--set", "train.epochs=0"], "train.epochs"),
+    (["--top", "1", "--seeds", "1", "--set", "search.resources.gpus=-1"], "search.resources.gpus"),
     (["--top", "1", "--seeds", "1", "--set", "train.lr={choice: [0.01, 0.1]}"], "still searched"),
     (["--top", "x", "--seeds", "1"], "argument --top: invalid int value"),
+    (["--top", "1", "--seeds", "1", "--max-concurrent", "0"], "--max-concurrent: got 0"),
+    (["--top", "1", "--seeds", "1", "--connect-timeout", "0"], "--connect-timeout: got 0"),
+    (["--top", "1", "--seeds", "1", "--log", "comet"], "argument --log: invalid choice: 'comet'"),
 ])
 def test_bad_flags_are_one_line_and_status_2(run_dir: Path, args: list[str], expected: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert expected in _main(str(run_dir), *args, capsys=capsys).bad_input_line()
-    assert not (run_dir / "retrain.parquet").exists()
+    assert not (run_dir / "retrain.parquet").exists() and not (run_dir / "retrain").exists()
 
 
 def test_bad_run_folders_are_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -213,19 +251,80 @@ def test_bad_run_folders_are_status_2(tmp_path: Path, capsys: pytest.CaptureFixt
             assert line == f"error: {folder}: no such run folder"
 
 
+# ------------------------------------------------------------ the real runner
+@pytest.fixture
+def _restore_torch_threads() -> object:
+    # measure_test_acc evaluates on one thread, as the trial did; later tests get theirs back.
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_real_runner_round_trip_load_rank_0_and_retrain(smoke_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The smoke study through Ray (a copy of the session's run): load rank 0, re-evaluate it, retrain it."""
-    results = pd.read_parquet(smoke_copy / "results.parquet")
+def test_real_runner_round_trip_load_rank_0(smoke_run: object, _restore_torch_threads: object) -> None:
+    """The smoke study through Ray: load rank 0 and re-evaluate it to the recorded test accuracy."""
+    run_dir = smoke_run.run_dir
+    results = pd.read_parquet(run_dir / "results.parquet")
     best = results.sort_values(["val_acc_best", "trial_id"], ascending=[False, True]).iloc[0]
     assert best["checkpoint"], "the runner keeps the weights of the best trials"
-    model = models.load(smoke_copy, rank=0)
+    model = models.load(run_dir, rank=0)
     assert model.checkpoint_meta["trial"]["trial_id"] == best["trial_id"]
-    # The trial ran on one thread (cpus: 1); evaluate the same way (the autouse fixture restores the count).
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the trial ran on one thread (cpus: 1)
     assert retrain_module.measure_test_acc(model) == best["test_acc"]
-    retrained = _main(str(smoke_copy), "--top", "1", "--seeds", "2", "--set", ONE_THREAD, "--device", "cpu",
-                      "--no-report", capsys=capsys)
-    assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+
+
+def _durable_runs(job_log: Path) -> list[dict]:
+    """Rows of the runs a retrain job's log holds (whole lines only)."""
+    if not job_log.is_file():
+        return []
+    return list(runfolder.replay_log(job_log)[0].values())
+
+
+@pytest.mark.slow
+def test_retrain_survives_kill_9_and_resume(smoke_copy: Path, _restore_torch_threads: object) -> None:
+    """Top 2 x 3 seeds through Ray; SIGKILL once a run is durable; --resume finishes every run exactly once."""
+    command = [sys.executable, "-m", "search.retrain", str(smoke_copy), "--top", "2", "--seeds", "3",
+               "--set", "train.epochs=3", "--no-dashboard", "--no-report"]
+    environment = module_env(PYTHONPATH=str(ROOT))
+    driver = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        durable: list[dict] = []
+        while not durable and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            durable = [row for log in smoke_copy.glob("retrain/*/trials.jsonl") for row in _durable_runs(log)]
+        os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the lock and the local Ray are left behind
+        output = driver.communicate()[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert durable, f"no retrain run became durable before the deadline:\n{output}"
+    (job_dir,) = (smoke_copy / "retrain").iterdir()
+    durable = _durable_runs(job_dir / "trials.jsonl")  # and those that finished while it was being killed
+    assert len(durable) < 6, "every run finished before the kill; give them more epochs"
+    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, env=environment, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "taking the lock over" in resumed.stdout and f"{len(durable)} finished before it was interrupted" \
+        in resumed.stdout, resumed.stdout
     table = pd.read_parquet(smoke_copy / "retrain.parquet")
-    assert list(table["source_trial_id"]) == [best["trial_id"]] * 2
+    # Every (architecture, seed) exactly once, each complete, and nothing that finished before the kill lost.
+    assert len(table) == 6 and (table["status"] == "complete").all() and table["test_acc"].between(0, 1).all()
+    assert sorted(table.groupby("arch_key")["seed"].apply(sorted)) == [[0, 1, 2], [0, 1, 2]]
+    before = {row["trial_id"]: row["test_acc"] for row in durable}
+    assert {t: a for t, a in zip(table["trial_id"], table["test_acc"]) if t in before} == before
+    assert (table["epochs"] == 3).all() and set(table["job"]) == {job_dir.name}
+    results = pd.read_parquet(smoke_copy / "results.parquet")
+    assert set(table["source_trial_id"]) == set(runfolder.ranked_frame(results).drop_duplicates("arch_key")["trial_id"])
+    # The summary line of each architecture: n = 3 seeds.
+    assert sum(" ± " in line and line.split()[4] == "3" for line in resumed.stdout.splitlines()) == 2
+    # Retrained weights load like any checkpoint and reproduce their recorded accuracy.
+    first = table.iloc[0]
+    model = models.load(smoke_copy / first["checkpoint"])
+    assert model.spec.key() == first["arch_key"]
+    assert model.checkpoint_meta["metrics"]["epochs_run"] == 3
+    torch.set_num_threads(1)  # each run trained on one thread (cpus: 1)
+    assert retrain_module.measure_test_acc(model) == first["test_acc"]
+    assert not runfolder.RunFolder(smoke_copy).lock.exists() and not runfolder.RunFolder(job_dir).lock.exists()

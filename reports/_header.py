@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,20 @@ def _banners(run: RunData, tables: ReportTables, live_refresh_s: int | None = No
     return banners
 
 
+def _reused_text(results: pd.DataFrame) -> str | None:
+    """How many trials were taken from earlier runs (search.run --reuse) instead of trained here, and from which."""
+    if runfolder.REUSED_FROM not in results.columns:  # run folders written before reuse existed
+        return None
+    sources = (runfolder.reused_source({runfolder.REUSED_FROM: cell}) for cell in results[runfolder.REUSED_FROM])
+    folders = Counter(source[0] for source in sources if source is not None)
+    if not folders:
+        return None
+    where = "; ".join(f"{count} from {folder}" for folder, count in folders.most_common())
+    return (f"{sum(folders.values())} of {len(results)} trials were not trained in this run but taken from earlier "
+            f"runs that trained the same architecture with the same settings, seed and data ({where}); the "
+            f"{runfolder.REUSED_FROM} column names each one's source")
+
+
 def _metadata(run: RunData, tables: ReportTables) -> str:
     info = run.info
     dataset = _value(info, "dataset", default={})
@@ -116,6 +131,9 @@ def _metadata(run: RunData, tables: ReportTables) -> str:
                           if isinstance(info.get("device_hours"), (int, float)) else "unknown")),
         ("Ranking objective", f"{run.ranking_metric} ({'max' if run.ranking_maximize else 'min'})"),
     ]
+    reused = _reused_text(run.results)
+    if reused:
+        rows.insert(3, ("Reused trials", reused))
     items = "".join(f"<dt>{h.escape(label)}</dt><dd>{h.escape(text)}</dd>" for label, text in rows)
     counts = tables.status_counts
     count_rows = [[row.status, Cell(h.count(row.trials), key=f"counts.{row.status}", value=int(row.trials), numeric=True)]

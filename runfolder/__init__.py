@@ -13,8 +13,9 @@ from ._layout import (CHECKPOINTS, CURVES_CSV, CURVES_PARQUET, LOCK, RAY_RESULTS
                       retrained_cell)
 from ._lock import RunFolderBusy, RunFolderLock, holder_text, read_lock
 from ._ranking import RANKING_COLUMN, RANKING_RULE, rankable, ranked_frame, ranked_rows, ranking_order, sort_key
-from ._rows import (ARCH_PREFIX, CURVE_COLUMNS, FACTOR_PREFIX, REJECTED_PREFIX, STATUSES, TRAIN_JSON, TRAIN_PREFIX,
-                    curve_rows, factor_label, is_missing, train_settings_of, trial_id, trial_row)
+from ._rows import (ARCH_PREFIX, CURVE_COLUMNS, FACTOR_PREFIX, REJECTED_PREFIX, REUSED_FROM, STATUSES, TRAIN_JSON,
+                    TRAIN_PREFIX, curve_rows, factor_label, is_missing, reused_from_cell, reused_source,
+                    train_settings_of, trial_id, trial_row)
 from ._tables import (LOAD_COLUMNS, REPORT_COLUMNS, ResultsTables, RunFolderError, TrialRecord, read_curves,
                       read_plans, read_results, read_retrain, read_run_json, read_study_yaml, read_trials, replay_log,
                       write_plans, write_retrain, write_run_json)
@@ -28,7 +29,7 @@ __all__ = [
     "RunFolderLock", "RunFolderBusy", "holder_text", "read_lock",
     "RANKING_COLUMN", "RANKING_RULE", "rankable", "sort_key", "ranking_order", "ranked_rows", "ranked_frame",
     "STATUSES", "CURVE_COLUMNS", "FACTOR_PREFIX", "ARCH_PREFIX", "TRAIN_PREFIX", "TRAIN_JSON", "REJECTED_PREFIX", "trial_id", "trial_row",
-    "curve_rows", "train_settings_of", "factor_label", "is_missing",
+    "REUSED_FROM", "reused_from_cell", "reused_source", "curve_rows", "train_settings_of", "factor_label", "is_missing",
     "RunFolderError", "TrialRecord", "ResultsTables", "REPORT_COLUMNS", "LOAD_COLUMNS",
     "read_run_json", "read_study_yaml", "write_run_json", "read_results", "read_curves", "read_retrain", "write_retrain", "read_trials",
     "replay_log", "read_plans", "write_plans",

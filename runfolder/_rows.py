@@ -26,6 +26,11 @@ INTEGER_METRICS = ("params", "macs", "flops", "epochs_run")
 FLOAT_METRICS = ("val_acc_best", "val_acc_final", "test_acc", "wall_s", "images_per_s")
 # Written by the runner when the screen rejects a sample before any worker starts.
 REJECTED_PREFIX = "rejected before training: "
+# Where a trial's row, curve and checkpoint were taken from instead of training it (search.run --reuse):
+# "<earlier run folder>#<its trial id>"; empty for a trial trained in this run. Rows of run folders
+# written before the column existed lack it, which reads as empty (`reused_source`).
+REUSED_FROM = "reused_from"
+_REUSED_SEPARATOR = "#"
 
 
 class SpecLike(Protocol):
@@ -57,10 +62,12 @@ def is_missing(value: Any) -> bool:
 
 def trial_row(*, number: int, status: str, seed: int | None, factors: Mapping[str, Any],
               spec: SpecLike | None, train: Mapping[str, Any] | None, metrics: Mapping[str, Any],
-              error: str = "", checkpoint: str = "", matched: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              error: str = "", checkpoint: str = "", matched: Mapping[str, Any] | None = None,
+              reused_from: str = "") -> dict[str, Any]:
     """One results row; `train` is `TrainSettings.to_dict()`, `metrics` what `search.train.fit` returned (maybe partial).
 
-    `matched` is the plan's match record (`space.TrialPlan.matched`), written as the `match.*` columns.
+    `matched` is the plan's match record (`space.TrialPlan.matched`), written as the `match.*` columns;
+    `reused_from` a `reused_from_cell` where the metrics were taken from an earlier run's trial.
     """
     if status not in STATUSES:
         raise ValueError(f"status: got {status!r}; allowed: {', '.join(STATUSES)}")
@@ -84,7 +91,22 @@ def trial_row(*, number: int, status: str, seed: int | None, factors: Mapping[st
     row["node_id"] = str(metrics.get("node_id") or "")
     row["error"] = error or str(metrics.get("error") or "")
     row["checkpoint"] = checkpoint
+    row[REUSED_FROM] = reused_from
     return row
+
+
+def reused_from_cell(run_dir: Any, trial: str) -> str:
+    """The `reused_from` cell of a trial taken from trial `trial` of the run folder `run_dir`."""
+    return f"{run_dir}{_REUSED_SEPARATOR}{trial}"
+
+
+def reused_source(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(earlier run folder, its trial id) that a row was reused from; None for a trained trial or an older row."""
+    cell = row.get(REUSED_FROM)
+    if is_missing(cell):
+        return None
+    folder, _, trial = str(cell).rpartition(_REUSED_SEPARATOR)
+    return (folder, trial) if folder and trial else None
 
 
 def curve_rows(trial: str, points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import runfolder
 from models import ArchSpec
 from runfolder import RANKING_COLUMN, ResultsTables
 
+from ._reuse import EarlierTrial, copy_checkpoint
 from ._trial import PLAN, TRIAL_NUMBER, objective_metric, sampled_params
 
 
@@ -84,7 +85,8 @@ class Recorder:
         self.keep_checkpoints = keep_checkpoints
         self.out = out
         self.curves: dict[str, list[dict[str, Any]]] = {}
-        self.recorded_here: list[str] = []
+        self.recorded_here: list[str] = []  # trials trained in this attempt
+        self.reused_here: list[str] = []    # trials taken from earlier runs in this attempt (search._reuse)
         self.counts = TrialCounts()
         self.listeners: list[TrialListener] = []
         for row in tables.rows.values():
@@ -120,6 +122,28 @@ class Recorder:
             self._prune_checkpoints(row["trial_id"])
         self._print_line(row)
         self.tell("trial", row, self.tables.curves.get(row["trial_id"], []))
+
+    def trial_reused(self, number: int, plan: dict[str, Any], earlier: EarlierTrial) -> dict[str, Any]:
+        """Record trial `number` from a complete trial of an earlier run instead of training it; its row.
+
+        Durable at once, like a trained trial: the checkpoint folder first (a
+        folder without a row is pruned or replaced later), then the row and
+        curve in the trial log.
+        """
+        spec, train, factors, seed, matched = _planned(plan, {})
+        trial = runfolder.trial_id(number)
+        checkpoint = earlier.checkpoint
+        if checkpoint is not None and self.keep_checkpoints != 0:
+            copy_checkpoint(checkpoint, self.tables.folder.checkpoint_of(trial))
+        row = runfolder.trial_row(number=number, status="complete", seed=seed, factors=factors, spec=spec,
+                                  train=train, metrics=earlier.row, matched=matched, reused_from=earlier.reused_from)
+        self.tables.add_trial(row, earlier.curve)
+        self.reused_here.append(trial)
+        self.counts.add("complete")
+        self._prune_checkpoints(trial)
+        self._print_line(row)
+        self.tell("trial", row, self.tables.curves.get(trial, []))
+        return row
 
     def trial_rejected(self, number: int, params: dict[str, Any], reason: str,
                        plan: dict[str, Any] | None) -> None:
@@ -161,8 +185,10 @@ class Recorder:
         best_text = f"best val {_percent(best[RANKING_COLUMN])} ({best['trial_id']})" if best else "best val -"
         what = ", ".join(f"{k.removeprefix(runfolder.FACTOR_PREFIX)}={v}" for k, v in row.items()
                          if k.startswith(runfolder.FACTOR_PREFIX))
-        detail = (f"val {_percent(row['val_acc_best'])} test {_percent(row['test_acc'])} "
-                  f"in {row['wall_s']:.0f}s" if row["status"] == "complete" else row["error"][:120])
+        where = (f"reused from {row[runfolder.REUSED_FROM]}" if row.get(runfolder.REUSED_FROM)
+                 else f"in {row['wall_s']:.0f}s")
+        detail = (f"val {_percent(row['val_acc_best'])} test {_percent(row['test_acc'])} {where}"
+                  if row["status"] == "complete" else row["error"][:120])
         print(f"[{self.counts.finished}/{self.total} done, {self.counts.running} running, {self.counts.failed} "
               f"failed, {best_text}, {format_duration(time.time() - self.started)}] "
               f"{row['trial_id']} {row['status']}: {what}: {detail}", file=self.out, flush=True)

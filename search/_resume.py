@@ -33,6 +33,9 @@ import space
 from ._ray import stop_ray_left_by
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# The Optuna user attribute of a trial added by `search.warm_start` (search._reuse.warm_start): the earlier trial it
+# stands for. Such a trial is finished in the storage but never a row of this run.
+WARM_START_ATTR = "warm_start_from"
 # Trial ids shown in a message before "and N more".
 SHOWN = 4
 
@@ -162,10 +165,10 @@ def stored_trials(study: space.Study, folder: runfolder.RunFolder) -> list[Froze
 
 
 def _accounted_for(trials: Iterable[FrozenTrial]) -> set[int]:
-    """Numbers of finished trials that need no row: interrupted ones, and those queued to train again."""
+    """Numbers of finished trials that need no row: interrupted ones, those queued to train again, and warm-start ones."""
     numbers = set()
     for trial in trials:
-        if trial.user_attrs.get("interrupted"):
+        if trial.user_attrs.get("interrupted") or WARM_START_ATTR in trial.user_attrs:
             numbers.add(trial.number)
         if isinstance(trial.user_attrs.get("rerun_of"), int):
             numbers.add(trial.user_attrs["rerun_of"])

@@ -31,7 +31,8 @@ from ._plans import FixedPlans
 from ._ray import CONNECT_TIMEOUT_S, dashboard_line, init_ray, local_ray_record, shutdown_ray
 from ._recorder import Recorder, tune_callback
 from ._resume import RunError, check_run_dir, requeue_lost, take_run_lock
-from ._searcher import AskTellGridSampler, ScreeningOptunaSearch, open_storage, prepare_resume
+from ._reuse import EarlierRun, ReuseIndex, data_description, read_reuse_index, read_warm_start, warm_start
+from ._searcher import AskTellGridSampler, Reuse, Reused, ScreeningOptunaSearch, open_storage, prepare_resume
 from ._trackers import check_trackers, make_trackers
 from ._trial import objective_metric, run_trial
 
@@ -54,6 +55,7 @@ class RunOptions:
     log: tuple[str, ...] = ()  # trackers fed per epoch and per trial (search._trackers.TRACKERS): --log tensorboard
     connect_timeout: float = CONNECT_TIMEOUT_S  # seconds to keep trying to reach `address`
     fixed: FixedPlans | None = None  # run these trials instead of sampling the study's (search.retrain)
+    reuse: tuple[str, ...] = ()  # earlier run folders to take matching trials from (--reuse), with search.reuse
 
 
 def _utc_now() -> str:
@@ -124,13 +126,13 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     target = _target_trials(study, options.fixed)
     started = time.time()
     document = _run_document(study, splits, previous, storage_url, target, options.fixed)
-    # Ray next: a cluster that cannot be joined must not leave a run folder behind.
-    try:
-        dashboard = init_ray(options.address, options.dashboard, options.connect_timeout)
-    except ValueError as error:
-        raise RunError(str(error)) from None
-    # What a later driver of this folder stops if this one is killed (empty when joining a cluster).
-    lock.record(ray=local_ray_record())
+    # Earlier runs to build on, each judged before anything is written or started.
+    reuse, warm_from = _earlier_runs(study, options, splits, out)
+    if reuse is not None:
+        document["reuse"] = [str(run.path) for run in reuse.runs]
+    # Ray next: a cluster that cannot be joined must not leave a run folder behind. Where earlier runs
+    # may stand in for trials, Ray waits until one must train, which may be never.
+    dashboard = None if reuse is not None else _start_ray(options, lock)
     if not options.resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         runfolder.atomic_write_text(folder.study_yaml, study.to_yaml())
@@ -149,9 +151,22 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     try:
         remaining = max(0, target - _finished(tables))
         if remaining > 0:
-            if dashboard:
-                print(dashboard_line(dashboard), file=out)
-            _tune(study, options, splits, storage_url, recorder, remaining, document["attempts"])
+            searcher = _make_searcher(study, storage_url, recorder, options.fixed,
+                                      reuse=None if reuse is None else _reuse_and_record(reuse, recorder, study),
+                                      budget=remaining)
+            if warm_from is not None:
+                print("\n".join(warm_start(searcher.optuna_study, study, warm_from, study.search.warm_start.top)),
+                      file=out)
+            if searcher.sample_until_training_needed():
+                if reuse is not None:
+                    dashboard = _start_ray(options, lock)
+                    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # ray.init installed its own
+                if dashboard:
+                    print(dashboard_line(dashboard), file=out)
+                _tune(study, options, splits, searcher, recorder, remaining, document["attempts"])
+            else:
+                print(f"nothing to train: earlier runs stood in for all {remaining} remaining trial(s), so Ray "
+                      f"was not started", file=out)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -167,6 +182,49 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     if live is not None and live.builds:
         print(live.summary(), file=out)
     return document
+
+
+def _earlier_runs(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits,
+                  out: Any) -> tuple[ReuseIndex | None, EarlierRun | None]:
+    """The reuse index of --reuse and search.reuse, and the run search.warm_start names; RunError for a bad folder.
+
+    A run of fixed trials (search.retrain) takes neither: its trials train on other terms than the study's.
+    """
+    if options.fixed is not None:
+        return None, None
+    paths = [*study.search.reuse, *options.reuse]
+    reuse = None
+    if paths:
+        metrics = [metric for metric, _ in study.search.objectives]
+        reuse, lines = read_reuse_index(paths, options.run_dir, data_description(splits.source, study.data),
+                                        metrics)
+        print("\n".join(lines), file=out)
+    return reuse, read_warm_start(study, options.run_dir)
+
+
+def _reuse_and_record(index: ReuseIndex, recorder: Recorder, study: space.Study) -> Reuse:
+    """The searcher's reuse hook: record a sample an earlier run trained, from there, and say what to tell Optuna."""
+    metrics = [metric for metric, _ in study.search.objectives]
+
+    def reuse(number: int, params: dict[str, Any], plan: dict[str, Any]) -> Reused | None:
+        earlier = index.match(plan)
+        if earlier is None:
+            return None
+        recorder.trial_reused(number, plan, earlier)
+        return Reused(earlier.objective_values(metrics), earlier.result())
+
+    return reuse
+
+
+def _start_ray(options: RunOptions, lock: runfolder.RunFolderLock) -> str | None:
+    """Start or join Ray (a RunError if it cannot be) and note it in the lock; the dashboard URL."""
+    try:
+        dashboard = init_ray(options.address, options.dashboard, options.connect_timeout)
+    except ValueError as error:
+        raise RunError(str(error)) from None
+    # What a later driver of this folder stops if this one is killed (empty when joining a cluster).
+    lock.record(ray=local_ray_record())
+    return dashboard
 
 
 def _start_listeners(study: space.Study, options: RunOptions, recorder: Recorder, out: Any) -> LiveReport | None:
@@ -206,14 +264,13 @@ def _tables_to_continue(study: space.Study, storage_url: str, run_dir: Path, tar
     return tables
 
 
-def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits, storage_url: str,
+def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits, searcher: ScreeningOptunaSearch,
           recorder: Recorder, remaining: int, attempt: int) -> None:
-    """Run the remaining trials through Ray Tune, every finished one recorded by `recorder`."""
+    """Run the remaining trials through Ray Tune, as `searcher` hands them out, every finished one recorded by `recorder`."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    searcher = _make_searcher(study, storage_url, recorder, options.fixed)
     max_concurrent = options.max_concurrent or study.search.max_concurrent
     search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
     resources = study.search.resources
@@ -251,6 +308,7 @@ def _close_document(document: dict[str, Any], study: space.Study, recorder: Reco
     if len(rows) >= target and not interrupted:
         document["finished"] = _utc_now()
     document["trial_counts"] = {s: sum(1 for r in rows.values() if r["status"] == s) for s in runfolder.STATUSES}
+    document["reused_trials"] = sum(1 for r in rows.values() if runfolder.reused_source(r) is not None)
 
 
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
@@ -285,8 +343,11 @@ def _screen(study: space.Study) -> Callable[[dict[str, Any]], tuple[dict[str, An
     return screen
 
 
-def _make_searcher(study: space.Study, storage_url: str, recorder: Recorder,
-                   fixed: FixedPlans | None = None) -> ScreeningOptunaSearch:
+def _make_searcher(study: space.Study, storage_url: str, recorder: Recorder, fixed: FixedPlans | None = None,
+                   reuse: Reuse | None = None, budget: int | None = None) -> ScreeningOptunaSearch:
+    # Optuna's INFO line about the study it creates is noise in the progress output (init_ray quiets it too,
+    # but a run whose every trial is reused never starts Ray).
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     objectives = _objectives(study, fixed)
     metrics = [objective_metric(m) for m, _ in objectives]
     modes = [mode for _, mode in objectives]
@@ -303,7 +364,7 @@ def _make_searcher(study: space.Study, storage_url: str, recorder: Recorder,
         space=define_by_run, metric=metrics if multi else metrics[0],
         mode=modes if multi else modes[0], sampler=sampler, storage=open_storage(storage_url),
         study_name=study.name, screen=screen, on_rejected=recorder.trial_rejected,
-        objective_metrics=metrics,
+        objective_metrics=metrics, reuse=reuse, budget=budget,
     )
 
 

@@ -14,6 +14,12 @@ What this adds to `ray.tune.search.optuna.OptunaSearch`:
   for single-objective studies.
 - **Honest states.** A trial our trainer reports as failed is told FAIL, one
   stopped early by ASHA is told PRUNED, not COMPLETE with a partial value.
+- **Reuse.** A sample that an earlier run already trained (`reuse` finds
+  and records it: search._reuse) is told COMPLETE with that trial's values
+  and never reaches Tune; the searcher samples on. It counts against the
+  budget, so the searcher says FINISHED once the budget is spent.
+  `sample_until_training_needed` does this before Tune starts, so a run whose
+  every trial is reused needs neither Tune nor Ray.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ._trial import PLAN, TRIAL_NUMBER
@@ -35,8 +42,21 @@ logger = logging.getLogger(__name__)
 Screen = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
 # The trial's user attribute holding its final metrics and per-epoch validation accuracy (`trial_summary`).
 RESULT_ATTR = "result"
-SUMMARY_KEYS = ("status", "test_acc", "val_acc_best", "params", "macs", "epochs_run", "error")
+SUMMARY_KEYS = ("status", "test_acc", "val_acc_best", "params", "macs", "epochs_run", "error", "reused_from")
 MAX_REJECTIONS_IN_A_ROW = 2000
+# The key under which a sample drawn before Tune starts waits for Tune's first trial id.
+_BEFORE_TUNE = "sampled-before-tune"
+
+
+class Reused(NamedTuple):
+    """A sample an earlier run trained, already recorded: what Optuna is told instead of training it."""
+
+    values: list[float]      # one per objective
+    result: dict[str, Any]   # final metrics and "curve", as a trained trial reports them; "reused_from" its source
+
+
+# reuse(trial number, sampled params, plan) -> Reused once recorded from an earlier run, else None (train it)
+Reuse = Callable[[int, dict[str, Any], dict[str, Any]], Reused | None]
 
 
 class ScreeningOptunaSearch(OptunaSearch):
@@ -44,33 +64,70 @@ class ScreeningOptunaSearch(OptunaSearch):
 
     def __init__(self, *args: Any, screen: Screen,
                  on_rejected: Callable[[int, dict[str, Any], str, dict[str, Any] | None], None],
-                 objective_metrics: list[str], **kwargs: Any) -> None:
+                 objective_metrics: list[str], reuse: Reuse | None = None, budget: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._screen = screen
         self._on_rejected = on_rejected
         self._objective_metrics = objective_metrics
+        self._reuse = reuse
+        self._budget = budget  # trials still to hand to Tune or take from earlier runs; None: Tune counts alone
+        self._held: dict[str, Any] | None = None  # drawn by sample_until_training_needed, for Tune's first trial
 
     @property
     def optuna_study(self) -> optuna.Study:
         """The underlying Optuna study (created by `set_search_properties`)."""
         return self._ot_study
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        for _ in range(MAX_REJECTIONS_IN_A_ROW):
+    def sample_until_training_needed(self) -> bool:
+        """Sample before Tune starts: reused trials are recorded, up to the first sample that must train.
+
+        True when one must: Tune's first trial gets it. False when the budget
+        was spent on reused trials alone: nothing needs Tune, or Ray.
+        """
+        config = self.suggest(_BEFORE_TUNE)
+        if not isinstance(config, dict):
+            return False
+        self._held = config
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self._held is not None:
+            config, self._held = self._held, None
+            self._ot_trials[trial_id] = self._ot_trials.pop(_BEFORE_TUNE)
+            return config
+        rejected = 0
+        while self._budget is None or self._budget > 0:
             params = super().suggest(trial_id)
             if not isinstance(params, dict):
                 return params
             ot_trial = self._ot_trials[trial_id]
             plan, reason = self._screen(params)
-            if reason is None:
+            if reason is not None:
+                ot_trial.set_user_attr("rejected", reason)
+                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+                del self._ot_trials[trial_id]
+                self._on_rejected(ot_trial.number, params, reason, plan)
+                rejected += 1
+                if rejected >= MAX_REJECTIONS_IN_A_ROW:
+                    raise RuntimeError(
+                        f"search: {MAX_REJECTIONS_IN_A_ROW} samples in a row broke the space constraints; "
+                        "loosen space.constraints or narrow the searched ranges")
+                continue
+            self._spend()
+            reused = self._reuse(ot_trial.number, params, plan) if self._reuse is not None else None
+            if reused is None:
                 return {**params, TRIAL_NUMBER: ot_trial.number, PLAN: plan}
-            ot_trial.set_user_attr("rejected", reason)
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            # Recorded already (the run folder first, as for a trained trial); Optuna learns its values now.
             del self._ot_trials[trial_id]
-            self._on_rejected(ot_trial.number, params, reason, plan)
-        raise RuntimeError(
-            f"search: {MAX_REJECTIONS_IN_A_ROW} samples in a row broke the space constraints; "
-            "loosen space.constraints or narrow the searched ranges")
+            ot_trial.set_user_attr(RESULT_ATTR, trial_summary(reused.result))
+            values = reused.values
+            self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0], state=TrialState.COMPLETE)
+        return Searcher.FINISHED
+
+    def _spend(self) -> None:
+        if self._budget is not None:
+            self._budget -= 1
 
     def save(self, checkpoint_path: str) -> None:
         """Ray's experiment checkpoint: a pointer only, since the state lives in the Optuna storage.

@@ -2,7 +2,8 @@
 
 Bad input (a study that does not validate, a bad flag or --set, an existing
 run folder, one in use by another driver, one whose files are damaged or
-disagree, missing data, a cluster that does not answer) gets one line on
+disagree, missing data, a cluster that does not answer, an earlier run folder
+named by --reuse or search.warm_start that is missing or damaged) gets one line on
 stderr and exit status 2, before Ray starts. Ctrl-C keeps every finished trial
 on disk; `--resume` continues.
 """
@@ -30,6 +31,10 @@ def _parse_args(argv: list[str] | None) -> Any:
                         help="override a study field, e.g. --set train.epochs=3 (repeatable)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in the existing run folder")
+    parser.add_argument("--reuse", action="append", default=[], metavar="RUN_DIR",
+                        help="take trials that an earlier run trained with the same architecture, training settings, "
+                             "seed and data from its folder instead of training them again (repeatable; adds to "
+                             "the study's search.reuse)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate, print the space size and a few sampled specs; train nothing")
     parser.add_argument("--samples", type=int, default=5, help="specs to show in a dry run")
@@ -92,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     options = RunOptions(run_dir=run_dir, resume=args.resume, address=args.address,
                          max_concurrent=args.max_concurrent, dashboard=not args.no_dashboard,
                          report=not args.no_report, connect_timeout=args.connect_timeout,
-                         log=tuple(args.log))
+                         log=tuple(args.log), reuse=tuple(args.reuse))
     try:
-        document = run_study(study, options)
+        document = run_study(study, options, out=sys.stdout)  # the stdout of now, which a test may have replaced
     except (RunError, space.StudyError, datasets.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -102,11 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     folder = runfolder.RunFolder(run_dir)
     print(f"results: {folder.results} (and .csv), curves: {folder.curves}, "
           f"optuna: {document['storage']}, run info: {folder.run_json}")
-    print(f"trials: {counts.get('complete', 0)} complete, {counts.get('failed', 0)} failed, "
-          f"{counts.get('pruned', 0)} pruned; wall {document['wall_s']:.0f}s")
+    reused = document.get("reused_trials", 0)
+    print(f"trials: {counts.get('complete', 0)} complete{f' ({reused} reused from earlier runs)' if reused else ''}, "
+          f"{counts.get('failed', 0)} failed, {counts.get('pruned', 0)} pruned; wall {document['wall_s']:.0f}s")
     if not document.get("finished"):
         again = ["python", "-m", "search.run", args.study, *(["--out", args.out] if args.out else []),
-                 *[part for o in args.overrides for part in ("--set", o)], "--resume"]
+                 *[part for o in args.overrides for part in ("--set", o)],
+                 *[part for r in args.reuse for part in ("--reuse", r)], "--resume"]
         print(f"the study is not finished; continue with: {shlex.join(again)}")
         return EXIT_INTERRUPTED
     return 0

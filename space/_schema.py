@@ -365,6 +365,23 @@ def checked_storage_url(url: str) -> str:
     return url
 
 
+def _check_run_folder_path(path: str) -> str:
+    if not path.strip():
+        raise rule_error("is empty", "the path of an earlier run folder, e.g. runs/smoke")
+    return path
+
+
+class WarmStart(StrictModel):
+    """`search.warm_start`: an optuna search that starts from what an earlier run learned."""
+
+    run: Annotated[str, AfterValidator(_check_run_folder_path)] = Field(alias="from", description=(
+        "The earlier run folder (as search.run wrote it); its complete trials, best first by the run-folder "
+        "ranking, are told to the Optuna sampler as finished trials before this study samples."))
+    top: interval(int, 1, MAX_TRIALS) = 10  # type: ignore[valid-type]
+    """How many of the earlier run's best trials the sampler is told; they are not rows of this run's results and do
+    not count against its search.trials."""
+
+
 class SearchSection(StrictModel):
     """`search`: how points are chosen, what is optimised, and what each trial may use."""
 
@@ -409,6 +426,14 @@ class SearchSection(StrictModel):
     """How often, in seconds, results and curves (parquet and CSV) are rewritten from the trial log while the study
     runs; they are also written after the first trial, at the end and on --resume, and readers see every finished
     trial at any time."""
+    reuse: list[Annotated[str, AfterValidator(_check_run_folder_path)]] = []
+    """Earlier run folders to take finished trials from instead of training them again (also --reuse RUN_DIR): a
+    trial whose architecture, training settings (seed included) and data match a complete trial of one of them is
+    recorded from it, row, curve and checkpoint, with its source in the reused_from column. Relative paths are
+    read from the working directory."""
+    warm_start: WarmStart | None = None
+    """Strategy optuna only: tell the sampler the best trials of an earlier run as finished trials before this study
+    samples, so it starts informed."""
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -453,6 +478,16 @@ class SearchSection(StrictModel):
             raise rule_error("give search.seeds or search.repeats, not both",
                              "seeds: [0, 1, 2] or repeats: 3")
         return repeats
+
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start_needs_optuna(cls, warm_start: WarmStart | None, info: ValidationInfo) -> WarmStart | None:
+        # A grid visits every point whatever was learned before; only a sampler can start informed.
+        if warm_start is not None and info.data.get("strategy") != "optuna":
+            raise rule_error("warm_start informs an Optuna sampler; a grid visits every point anyway",
+                             "leave warm_start out, or set strategy: optuna (or --reuse the earlier run to "
+                             "skip the grid points it trained)")
+        return warm_start
 
     @field_validator("asha")
     @classmethod

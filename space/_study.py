@@ -22,7 +22,7 @@ from models import ArchSpec, Complexity, MemoryBudget, MemoryEstimate, training_
 from ._errors import FieldProblem, Problem, StudyError
 from ._forms import Choice, IntRange
 from ._matching import Match
-from ._schema import Asha, Resources, StudyModel
+from ._schema import Asha, Resources, StudyModel, WarmStart
 from ._settings import DataSettings, TrainSettings
 from ._space import SearchSpace, build_search_space
 
@@ -54,6 +54,8 @@ class SearchSettings:
     keep_checkpoints: int
     storage: str | None
     results_every_s: float              # seconds between rewrites of the tables during a run
+    reuse: list[str]                    # earlier run folders whose matching trials are not trained again
+    warm_start: WarmStart | None        # optuna only: an earlier run's best trials told to the sampler first
 
 
 @dataclass(frozen=True)
@@ -292,7 +294,7 @@ def _search_settings(model: StudyModel, points: int | None) -> SearchSettings:
         objectives=list(section.objectives), trials=trials, seeds=seeds, sampler_seed=section.sampler_seed,
         scheduler=section.scheduler, asha=asha, resources=section.resources,
         max_concurrent=section.max_concurrent, keep_checkpoints=section.keep_checkpoints, storage=section.storage,
-        results_every_s=section.results_every_s)
+        results_every_s=section.results_every_s, reuse=list(section.reuse), warm_start=section.warm_start)
 
 
 def _check_asha_budget(model: StudyModel, search: SearchSettings) -> None:

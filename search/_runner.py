@@ -40,6 +40,8 @@ __all__ = ["RunError", "RunOptions", "run_study"]
 
 # Seconds between saves of Ray Tune's experiment state (Tune's default adapts from 10 s up; it costs O(trials)).
 TUNE_STATE_EVERY_S = 3600
+# Tune's limit on trials waiting for their worker to start ("auto" is 1 with a searcher).
+_PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 
 
 @dataclass
@@ -287,6 +289,10 @@ def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplit
     # --resume reads the Optuna storage and the trial log, never Tune's experiment state, which Tune
     # rewrites whole (every trial's config and last result) each time: hourly, and at the end, is enough.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(TUNE_STATE_EVERY_S))
+    # With a searcher and no ConcurrencyLimiter, Tune keeps one trial pending at a time: on a cluster each next
+    # trial then waits for a warm worker to free up rather than starting one on an idle node, and short trials
+    # all run on one node. Let as many trials wait to start as the cluster holds at once.
+    os.environ.setdefault(_PENDING_TRIALS_ENV, str(max_concurrent or _trials_that_fit(resources.cpus, resources.gpus)))
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": resources.cpus, "gpu": resources.gpus}),
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=remaining,
@@ -297,6 +303,16 @@ def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplit
         ),
     )
     tuner.fit()
+
+
+def _trials_that_fit(cpus: float, gpus: float) -> int:
+    """How many trials of `cpus` CPUs and `gpus` GPUs the Ray cluster runs at once (at least 1)."""
+    import ray
+
+    available = ray.cluster_resources()
+    fits = [available.get("CPU", 0.0) / cpus] if cpus else []
+    fits += [available.get("GPU", 0.0) / gpus] if gpus else []
+    return max(1, int(min(fits, default=1)))
 
 
 def _close_document(document: dict[str, Any], study: space.Study, recorder: Recorder, started: float,

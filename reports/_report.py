@@ -13,6 +13,7 @@ import runfolder
 from reports import _html as h
 from reports._header import header
 from reports._load import ReportError, load_run
+from reports._power import target_effect
 from reports._sections import SECTIONS
 from reports._tables import DEFAULT_TOP_K, TABLES_DIR, ReportTables, summarize
 
@@ -49,6 +50,7 @@ def build_report(run_dir: str | Path, top_k: int = DEFAULT_TOP_K, live_refresh_s
     if not isinstance(top_k, int) or top_k < 1:
         raise ReportError(f"top_k: got {top_k!r}; allowed: an integer >= 1")
     run = load_run(run_dir)
+    target_effect(run)  # a bad report.target_effect in study.yaml is refused before any table is computed
     tables = summarize(run, top_k)
     html_text = render_page(tables, live_refresh_s)
     folder = runfolder.RunFolder(run.run_dir)

@@ -16,6 +16,8 @@
       report.html           the report; report_tables/*.csv beside it
       ray_results/          Ray Tune's own experiment state
       tensorboard/<trial>/  TensorBoard event files of each trial (python -m search.run --log tensorboard)
+      mlruns/               the MLflow store of --log mlflow (mlflow.db, artifacts/), unless MLFLOW_TRACKING_URI is set
+      wandb/                W&B's offline runs of --log wandb (wandb sync uploads them)
       run.lock              held by the one writer at work here (`runfolder.RunFolderLock`); gone when it ends
 """
 
@@ -42,6 +44,8 @@ REPORT_HTML = "report.html"
 REPORT_TABLES = "report_tables"
 RAY_RESULTS = "ray_results"
 TENSORBOARD = "tensorboard"
+MLRUNS = "mlruns"
+WANDB = "wandb"
 LOCK = "run.lock"
 
 
@@ -128,6 +132,14 @@ class RunFolder:
     @property
     def tensorboard(self) -> Path:
         return self.path / TENSORBOARD
+
+    @property
+    def mlruns(self) -> Path:
+        return self.path / MLRUNS
+
+    @property
+    def wandb(self) -> Path:
+        return self.path / WANDB
 
     @property
     def lock(self) -> Path:

@@ -243,17 +243,21 @@ def test_compare_matches_scipy_on_fixed_data():
     assert welch.effect_size == pytest.approx(diff / pooled, rel=1e-12)
 
 
-def test_holm_matches_the_step_down_procedure_and_keeps_nan():
-    p_values = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+@pytest.mark.parametrize("p_values", [
+    [0.01, 0.04, 0.03, 0.005, np.nan],
+    [0.2, 0.2, 0.01, 0.6, 0.9, 0.011, 0.04],  # ties, and adjusted values that reach 1
+    [0.049],
+    [np.nan, np.nan],
+])
+def test_holm_matches_statsmodels_and_keeps_nan(p_values):
+    from statsmodels.stats.multitest import multipletests
+
+    p_values = np.array(p_values, dtype=float)
     adjusted = holm(p_values)
-    # Holm by hand: sort, multiply by (m - rank), take running maxima, cap at 1.
-    finite = p_values[:4]
-    order = np.argsort(finite)
-    stepped = np.maximum.accumulate(np.minimum(1.0, finite[order] * (4 - np.arange(4))))
-    expected = np.empty(4)
-    expected[order] = stepped
-    assert adjusted[:4] == pytest.approx(expected, rel=1e-12)
-    assert np.isnan(adjusted[4])
+    finite = np.isfinite(p_values)
+    assert np.isnan(adjusted[~finite]).all()
+    if finite.any():
+        assert adjusted[finite] == pytest.approx(multipletests(p_values[finite], method="holm")[1], rel=1e-12)
 
 
 def test_seed_pairs_need_unique_shared_seeds():

@@ -50,6 +50,9 @@ def test_smoke_study_end_to_end(smoke_run: SmokeRun) -> None:
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert sorted(f"trial_{t.number:04d}" for t in complete) == sorted(results["trial_id"])
     assert all({"val_acc_per_epoch", "test_acc"} <= set(t.user_attrs["result"]) for t in complete)
+    # Each epoch's validation accuracy is an intermediate value (optuna-dashboard's learning curve).
+    assert all(list(t.intermediate_values.values()) == pytest.approx(t.user_attrs["result"]["val_acc_per_epoch"], abs=1e-5)
+               for t in complete)
     assert run["finished"] and run["trial_counts"] == {"complete": 4, "failed": 0, "pruned": 0}
     assert run["versions"]["torch"] and run["hardware"]["cpus"] >= 1
     # The local dashboard listens on loopback only.

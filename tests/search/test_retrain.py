@@ -218,6 +218,26 @@ def test_resume_finds_the_job_of_the_same_flags(run_dir: Path, capsys: pytest.Ca
     assert not runfolder.RunFolder(run_dir).lock.exists()
 
 
+def test_a_diverged_run_is_status_1_and_an_interrupted_job_says_how_to_resume(
+        run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    job = retrain_module.plan_job(run_dir, top=1, seeds=2, overrides=["train.lr=10"])
+    _finish_job(job, [0.8])
+    table = retrain_module.record_job(run_dir, job)
+    diverged = table.assign(status="failed", error="diverged: training loss became nan in epoch 1")
+    outcomes = iter([retrain_module.RetrainOutcome(table, diverged, job, finished=True),
+                     retrain_module.RetrainOutcome(table, table.iloc[0:0], job, finished=False)])
+    monkeypatch.setattr(retrain_module, "retrain", lambda *args, **kwargs: next(outcomes))
+    flags = [str(run_dir), "--top", "1", "--seeds", "2", "--set", "train.lr=10", "--no-report"]
+    failed = _main(*flags, capsys=capsys)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == ("1 retrain run(s) failed: trial_0002 seed 0: diverged: training loss became nan "
+                                     "in epoch 1")
+    interrupted = _main(*flags, capsys=capsys)
+    assert interrupted.returncode == 130
+    assert (f"the retrain is not finished; continue with: python -m search.retrain {run_dir} --top 1 --seeds 2 "
+            f"--set train.lr=10 --resume") in interrupted.stdout
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--top", "0", "--seeds", "1"], "--top: got 0; allowed: an integer >= 1"),
     (["--top", "1", "--seeds", "0"], "--seeds: got 0; allowed: an integer >= 1"),

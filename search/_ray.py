@@ -73,6 +73,27 @@ def init_ray(address: str | None, dashboard: bool, connect_timeout: float = CONN
     return f"http://{url}" if url else None
 
 
+def check_fits_local_ray(address: str | None, cpus: float, gpus: float) -> None:
+    """RayStartError when a local Ray could never start one trial: it has this machine's CPUs and GPUs, no more.
+
+    Tune would otherwise wait for the resources forever, printing warnings. A
+    cluster (`address`, RAY_ADDRESS) is not judged here: an autoscaler may add
+    the nodes its trials need.
+    """
+    if address or os.environ.get("RAY_ADDRESS"):
+        return
+    from ray._private.utils import get_num_cpus  # what a local Ray counts (it honours cgroup limits)
+    import torch
+
+    have = {"cpus": float(get_num_cpus()), "gpus": float(torch.cuda.device_count())}
+    for field, need in (("cpus", cpus), ("gpus", gpus)):
+        if need > have[field]:
+            unit = "CPU cores" if field == "cpus" else "CUDA GPUs"
+            raise RayStartError(f"search.resources.{field}: got {need:g} per trial, but this machine has "
+                                f"{have[field]:g} {unit} and a local Ray gets no more; allowed: at most "
+                                f"{have[field]:g}, or --address of a Ray cluster whose nodes have them")
+
+
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}

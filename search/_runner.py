@@ -28,7 +28,7 @@ from . import datasets
 from ._environment import hardware, versions
 from ._live_report import LiveReport
 from ._plans import FixedPlans
-from ._ray import CONNECT_TIMEOUT_S, dashboard_line, init_ray, local_ray_record, shutdown_ray
+from ._ray import CONNECT_TIMEOUT_S, check_fits_local_ray, dashboard_line, init_ray, local_ray_record, shutdown_ray
 from ._recorder import Recorder, tune_callback
 from ._resume import RunError, check_run_dir, requeue_lost, take_run_lock
 from ._reuse import EarlierRun, ReuseIndex, data_description, read_reuse_index, read_warm_start, warm_start
@@ -121,6 +121,10 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     previous = check_run_dir(study, run_dir, options.resume)
     if options.fixed is not None:
         options.fixed.check_resume(run_dir, options.resume)
+    try:
+        check_fits_local_ray(options.address, study.search.resources.cpus, study.search.resources.gpus)
+    except ValueError as error:
+        raise RunError(str(error)) from None
     if splits.source.get("embedded_sample"):
         print("note: training on the embedded CIFAR-10 sample (a few thousand images), not the full "
               "dataset; set data.root for real results", file=out)

@@ -298,14 +298,22 @@ def prepare_resume(study: optuna.Study) -> list[int]:
 
     Returns the numbers of the interrupted trials. A queued trial keeps its grid
     point: GridSampler would otherwise count the failed copy as visited and
-    never run that point again.
+    never run that point again. A trial killed while Optuna was still creating
+    it, before its parameters were suggested, has nothing to queue: its grid
+    point, if it had one, is handed back (GridSampler counts a finished trial's
+    point only while the trial names this grid's search space), and the sampler
+    draws it again.
     """
     interrupted = []
     storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        if not trial.params and "grid_id" in trial.system_attrs:
+            storage.set_trial_system_attr(trial._trial_id, "search_space", {})
         study.tell(trial.number, state=TrialState.FAIL)
         interrupted.append(trial.number)
+        if not trial.params:
+            continue
         study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
         if "grid_id" in trial.system_attrs:
             waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]

@@ -28,21 +28,29 @@ CPU_ONLY = not torch.cuda.is_available()
 
 # ------------------------------------------------------------------ devices
 @pytest.mark.parametrize("device", ["bogus", "cuda:x", "gpu0"])
-@pytest.mark.parametrize("main", [train.main, retrain.main], ids=["search.train", "search.retrain"])
-def test_a_device_that_is_not_a_name_is_one_line(capsys, tmp_path, main, device):
-    args = (["cifar_resnet20", "--epochs", "1"] if main is train.main
-            else [str(tmp_path), "--top", "1", "--seeds", "1"])
-    line = call_main(main, [*args, "--device", device], capsys).bad_input_line()
+def test_a_device_that_is_not_a_name_is_one_line(capsys, device):
+    line = call_main(train.main, ["cifar_resnet20", "--epochs", "1", "--device", device], capsys).bad_input_line()
     assert line.startswith(f"error: --device: got {device!r}, which is not a device name; allowed: cpu")
 
 
 @pytest.mark.skipif(not CPU_ONLY, reason="needs a torch without a CUDA device")
-@pytest.mark.parametrize("main", [train.main, retrain.main], ids=["search.train", "search.retrain"])
-def test_cuda_without_cuda_is_one_line(capsys, tmp_path, main):
-    args = (["cifar_resnet20", "--epochs", "1"] if main is train.main
-            else [str(tmp_path), "--top", "1", "--seeds", "1"])
-    line = call_main(main, [*args, "--device", "cuda"], capsys).bad_input_line()
+def test_cuda_without_cuda_is_one_line(capsys):
+    line = call_main(train.main, ["cifar_resnet20", "--epochs", "1", "--device", "cuda"], capsys).bad_input_line()
     assert line.startswith("error: --device: got 'cuda', which this machine cannot train on; allowed: cpu (")
+
+
+# search.run and search.retrain place trials through Ray: a trial asks for a GPU share or CPUs, and a local
+# Ray that could never give them would wait forever.
+@pytest.mark.skipif(not CPU_ONLY, reason="needs a machine without a CUDA device")
+@pytest.mark.parametrize("field, value, unit", [("gpus", "1", "0 CUDA GPUs"), ("cpus", "4096", "CPU cores")])
+def test_a_trial_that_this_machine_cannot_hold_is_one_line_before_anything_is_written(capsys, tmp_path, field, value,
+                                                                                     unit):
+    out = tmp_path / "run"
+    line = call_main(run.main, [str(SMOKE), "--out", str(out), "--set", f"search.resources.{field}={value}"],
+                     capsys).bad_input_line()
+    assert line.startswith(f"error: search.resources.{field}: got {value} per trial, but this machine has ")
+    assert unit in line and "--address" in line
+    assert not out.exists()
 
 
 def test_pick_device_is_the_one_check():

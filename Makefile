@@ -28,5 +28,6 @@ study: setup
 
 # Everything by default (as CI: .ci/run runs this with an empty HOME);
 # ARGS='-m "not slow"' leaves out the tests that start Ray.
+# Two pytest-xdist workers, a module's tests on one (tests/conftest.py says how the real runs are shared).
 test: setup browser
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadscope $(ARGS)

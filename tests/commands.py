@@ -41,6 +41,7 @@ class SmokeRun(NamedTuple):
 
     run_dir: Path
     stdout: str
+    live_pages: tuple[str, ...] = ()  # each distinct report.html seen "in progress" while it ran
 
 
 def module_env(**extra: str) -> dict[str, str]:
@@ -68,3 +69,4 @@ def call_main(main: Callable[[list[str]], int], args: list[str], capsys: pytest.
         status = stop.code
     captured = capsys.readouterr()
     return CliResult(status, captured.out, captured.err)
+

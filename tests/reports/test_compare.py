@@ -261,11 +261,9 @@ def test_the_page_renders_and_names_train_lr(lr_runs, tmp_path, compare_cli):
 
 
 @pytest.mark.slow
-def test_two_real_smoke_runs_that_differ_in_lr_compare_in_a_browser(smoke_run, tmp_path):
+def test_two_real_smoke_runs_that_differ_in_lr_compare_in_a_browser(smoke_run, smoke_lr_run, tmp_path):
     _require_chromium()
-    second = tmp_path / "smoke_lr05"
-    result = run_module("search.run", str(SMOKE), "--out", str(second), "--set", "train.lr=0.05", "--no-dashboard")
-    assert result.returncode == 0, result.stdout + result.stderr
+    second = smoke_lr_run.run_dir  # the session's second real run: train.lr 0.05, the rest as smoke_run
     out = tmp_path / "compare.html"
     result = run_module("reports.compare", str(smoke_run.run_dir), str(second), "--out", str(out))
     assert result.returncode == 0, result.stderr

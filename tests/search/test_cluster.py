@@ -1,4 +1,4 @@
-"""The runner on one real two-node Ray cluster: spread over nodes, SIGTERM, kill -9 and resume, ASHA.
+"""The runner on one real two-node Ray cluster: spread over nodes, SIGTERM, kill -9 and resume, ASHA, reuse, retrain.
 
 `ray start --head` plus a second node, once for this module; each run joins it
 with --address, which costs a few seconds where starting a local Ray costs
@@ -27,8 +27,13 @@ from typing import Iterator, NamedTuple
 import optuna
 import pandas as pd
 import pytest
+import torch
 
+import models
+import runfolder
 from commands import ROOT, SMOKE, CliResult, module_env, run_module
+from search import retrain as retrain_module
+from test_retrain import _durable_runs, _restore_torch_threads  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +149,8 @@ def cluster() -> Iterator[Cluster]:
 
 
 def _results(run_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(run_dir / "results.parquet")
+    """Every trial the run folder holds, materialised or still only in its trial log (a killed driver's last)."""
+    return runfolder.read_results(run_dir)
 
 
 def _storage_status(run_dir: Path) -> dict[str, str]:
@@ -184,22 +190,39 @@ def _read_until_recorded(driver: subprocess.Popen[str], trials: int = 1, timeout
     pytest.fail(f"{trials} trials were not recorded within {timeout:.0f} s:\n{''.join(output)}")
 
 
-def test_resume_after_the_driver_is_killed(cluster: Cluster, tmp_path: Path) -> None:
-    """kill -9 of the driver, then --resume; one learning rate diverges, so a failed trial is kept and resumed past."""
-    run_dir = tmp_path / "killed"
+def _stop_after(driver: subprocess.Popen[str], signum: int, trials: int = 1) -> tuple[str, int]:
+    """Send `signum` once the driver has recorded `trials` more trials; its output and exit status."""
+    try:
+        output = _read_until_recorded(driver, trials)
+        driver.send_signal(signum)
+        output += driver.communicate(timeout=120)[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(timeout=30)
+    return output, driver.returncode
+
+
+def test_sigterm_then_kill_9_then_resume_lose_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGTERM ends a run like Ctrl-C; a resumed run is then killed with -9 and resumed again. One learning rate
+    diverges, so a failed trial is kept and resumed past."""
+    run_dir = tmp_path / "stopped"
     # Weight decay 1 makes lr 10 blow up (each step multiplies the weights by about 1 - lr * wd = -9) within
     # the 64 steps of two epochs; at lr 0.05 it only shrinks them.
     args = [str(SMOKE), "--out", str(run_dir), *QUIET, *LONGER_TRIALS, "--set", "data.synthetic_train=2048",
             "--set", "space.shortcut=B", "--set", "train.lr={choice: [0.05, 10.0]}", "--set", "train.weight_decay=1.0"]
-    driver = _start_driver(cluster, *args, *ONE_AT_A_TIME)
-    try:
-        _read_until_recorded(driver)
-    finally:
-        driver.kill()  # SIGKILL: no clean shutdown (the cluster ends the dead driver's trials)
-        driver.wait(timeout=30)
-        driver.stdout.close()
+    # SIGTERM: the tables and run.json are written, and the user is told how to continue.
+    output, status = _stop_after(_start_driver(cluster, *args, *ONE_AT_A_TIME), signal.SIGTERM)
+    assert status == 130, output
+    assert "the study is not finished; continue with:" in output and "--resume" in output
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["finished"] is None and sum(run["trial_counts"].values()) >= 1
+    assert len(_results(run_dir)) == sum(run["trial_counts"].values())
+    # kill -9 of the resumed driver: no clean shutdown (the cluster ends the dead driver's trials).
+    output, status = _stop_after(_start_driver(cluster, *args, "--resume", *ONE_AT_A_TIME), signal.SIGKILL)
+    assert status == -signal.SIGKILL, output
     before = _results(run_dir)
-    assert 1 <= len(before) < 4
+    assert 2 <= len(before) < 4
     result = _run(cluster, *args, "--resume")
     assert "resuming smoke:" in result.stdout
     after = _results(run_dir)
@@ -217,33 +240,40 @@ def test_resume_after_the_driver_is_killed(cluster: Cluster, tmp_path: Path) -> 
     # The Optuna storage agrees with the table on every trial in it.
     storage = _storage_status(run_dir)
     assert {trial: storage[trial] for trial in after["trial_id"]} == after.set_index("trial_id")["status"].to_dict()
+    assert json.loads((run_dir / "run.json").read_text())["attempts"] == 3
 
 
-def test_study_runs_across_two_nodes(cluster: Cluster, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def two_node_run(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight short trials on the two nodes: the earlier run that retrain and reuse build on below."""
+    run_dir = tmp_path_factory.mktemp("two_nodes") / "run"
     _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *TWO_AT_ONCE)
-    results = _results(run_dir)
+    return run_dir
+
+
+def test_study_runs_across_two_nodes(two_node_run: Path) -> None:
+    results = _results(two_node_run)
     assert len(results) == 8 and set(results["status"]) == {"complete"}
     # One CPU per node and one per trial: two trials in flight run on different nodes.
     assert results["node_id"].nunique() == 2
 
 
-def test_sigterm_ends_the_run_like_ctrl_c(cluster: Cluster, tmp_path: Path) -> None:
-    run_dir = tmp_path / "terminated"
-    driver = _start_driver(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *LONGER_TRIALS, *ONE_AT_A_TIME)
-    try:
-        output = _read_until_recorded(driver)
-        driver.send_signal(signal.SIGTERM)
-        output += driver.communicate(timeout=120)[0]
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(timeout=30)
-    assert driver.returncode == 130, output
-    assert "the study is not finished; continue with:" in output and "--resume" in output
-    run = json.loads((run_dir / "run.json").read_text())
-    assert run["finished"] is None and run["trial_counts"]["complete"] >= 1
-    assert len(_results(run_dir)) == run["trial_counts"]["complete"]
+def test_trials_that_do_not_match_train_and_the_others_are_reused(cluster: Cluster, two_node_run: Path,
+                                                                   tmp_path: Path) -> None:
+    # A fifth seed: its two trials match nothing and train through Ray Tune; the eight of seeds 0-3 do not.
+    run_dir = tmp_path / "five_seeds"
+    result = _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *TWO_AT_ONCE, "--reuse", str(two_node_run),
+                  "--set", "search.seeds=[0, 1, 2, 3, 4]")
+    results = runfolder.read_results(run_dir)
+    assert len(results) == 10 and set(results["status"]) == {"complete"}
+    reused = results[results[runfolder.REUSED_FROM] != ""]
+    trained = results[results[runfolder.REUSED_FROM] == ""]
+    assert sorted(reused["seed"]) == [0, 0, 1, 1, 2, 2, 3, 3] and sorted(trained["seed"]) == [4, 4]
+    assert (trained["node_id"] != "").all()  # trained by a Ray worker
+    by_key = ["factor.shortcut", "seed"]
+    before = runfolder.read_results(two_node_run).set_index(by_key).sort_index()
+    assert (reused.set_index(by_key).sort_index()["test_acc"] == before["test_acc"]).all()
+    assert "trials: 10 complete (8 reused from earlier runs)" in result.stdout
 
 
 def test_asha_prunes_on_val_acc_and_every_record_agrees(cluster: Cluster, tmp_path: Path) -> None:
@@ -261,3 +291,54 @@ def test_asha_prunes_on_val_acc_and_every_record_agrees(cluster: Cluster, tmp_pa
     curves = pd.read_parquet(run_dir / "curves.parquet").groupby("trial_id")["epoch"].max()
     assert (curves.loc[results.index] == results["epochs_run"]).all()
     assert _storage_status(run_dir) == results["status"].to_dict()
+
+
+def test_retrain_on_the_cluster_survives_kill_9_and_resume(cluster: Cluster, two_node_run: Path, tmp_path: Path,
+                                                           _restore_torch_threads: object) -> None:
+    """Top 2 x 3 seeds through the cluster; SIGKILL once a run is durable; --resume finishes every run exactly once."""
+    smoke_copy = Path(shutil.copytree(two_node_run, tmp_path / "run"))
+    command = [sys.executable, "-m", "search.retrain", str(smoke_copy), "--top", "2", "--seeds", "3",
+               "--set", "train.epochs=3", "--no-dashboard", "--no-report", "--address", cluster.address]
+    environment = module_env(PYTHONPATH=str(ROOT), **cluster.env)
+    driver = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        durable: list[dict] = []
+        while not durable and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            durable = [row for log in smoke_copy.glob("retrain/*/trials.jsonl") for row in _durable_runs(log)]
+        os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the lock and the local Ray are left behind
+        output = driver.communicate()[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert durable, f"no retrain run became durable before the deadline:\n{output}"
+    (job_dir,) = (smoke_copy / "retrain").iterdir()
+    durable = _durable_runs(job_dir / "trials.jsonl")  # and those that finished while it was being killed
+    assert len(durable) < 6, "every run finished before the kill; give them more epochs"
+    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, env=environment, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "taking the lock over" in resumed.stdout and f"{len(durable)} finished before it was interrupted" \
+        in resumed.stdout, resumed.stdout
+    table = pd.read_parquet(smoke_copy / "retrain.parquet")
+    # Every (architecture, seed) exactly once, each complete, and nothing that finished before the kill lost.
+    assert len(table) == 6 and (table["status"] == "complete").all() and table["test_acc"].between(0, 1).all()
+    assert sorted(table.groupby("arch_key")["seed"].apply(sorted)) == [[0, 1, 2], [0, 1, 2]]
+    before = {row["trial_id"]: row["test_acc"] for row in durable}
+    assert {t: a for t, a in zip(table["trial_id"], table["test_acc"]) if t in before} == before
+    assert (table["epochs"] == 3).all() and set(table["job"]) == {job_dir.name}
+    results = pd.read_parquet(smoke_copy / "results.parquet")
+    assert set(table["source_trial_id"]) == set(runfolder.ranked_frame(results).drop_duplicates("arch_key")["trial_id"])
+    # The summary line of each architecture: n = 3 seeds.
+    assert sum(" ± " in line and line.split()[4] == "3" for line in resumed.stdout.splitlines()) == 2
+    # Retrained weights load like any checkpoint and reproduce their recorded accuracy.
+    first = table.iloc[0]
+    model = models.load(smoke_copy / first["checkpoint"])
+    assert model.spec.key() == first["arch_key"]
+    assert model.checkpoint_meta["metrics"]["epochs_run"] == 3
+    torch.set_num_threads(1)  # each run trained on one thread (cpus: 1)
+    assert retrain_module.measure_test_acc(model) == first["test_acc"]
+    assert not runfolder.RunFolder(smoke_copy).lock.exists() and not runfolder.RunFolder(job_dir).lock.exists()

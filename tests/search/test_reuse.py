@@ -3,8 +3,9 @@
 Matching and warm start are tested on run folders written here through
 runfolder, without Ray. The end-to-end tests take the session's real smoke run
 (tests/conftest.py) as the earlier run: a second run whose every trial is
-reused never starts Ray, so it runs in this process; one slow test starts Ray,
-for a study where some trials match and the others must train.
+reused never starts Ray, so it runs in this process. A study where some trials
+match and the others train through Ray Tune runs on the two-node cluster of
+tests/search/test_cluster.py.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import yaml
 
 import runfolder
 import space
-from commands import SMOKE, CliResult, SmokeRun, call_main, run_module
+from commands import SMOKE, SmokeRun, call_main
 from models import ArchSpec
 from search import datasets
 from search import run as search_run
 from search._recorder import Recorder
 from search._resume import WARM_START_ATTR, RunError, lost_trials
-from search._reuse import (ReuseIndex, data_description, read_earlier_run, read_reuse_index, warm_start)
+from search._reuse import data_description, read_earlier_run, read_reuse_index, warm_start
 
 SMOKE_TRIALS = 4  # shortcut {A, B} x seeds {0, 1}
 OPTUNA_STUDY = """\
@@ -305,21 +306,3 @@ def test_reuse_and_warm_start_compose_with_resume(smoke_run: SmokeRun, tmp_path:
     warm = [t.number for t in stored if WARM_START_ATTR in t.user_attrs]
     assert warm == [0, 1]
     assert not set(results["trial_id"]) & {runfolder.trial_id(n) for n in warm}
-
-
-@pytest.mark.slow
-def test_trials_that_do_not_match_train_and_the_others_are_reused(smoke_run: SmokeRun, tmp_path: Path) -> None:
-    # A third seed: its two trials match nothing and train through Ray Tune; the four of seeds 0 and 1 do not.
-    earlier, run_dir = smoke_run.run_dir.resolve(), tmp_path / "three_seeds"
-    result = run_module("search.run", str(SMOKE), "--out", str(run_dir), "--reuse", str(earlier),
-                        "--set", "search.seeds=[0, 1, 2]", "--no-dashboard", "--no-report")
-    assert result.returncode == 0, result.stdout + result.stderr
-    results = runfolder.read_results(run_dir)
-    assert len(results) == 6 and set(results["status"]) == {"complete"}
-    reused = results[results[runfolder.REUSED_FROM] != ""]
-    trained = results[results[runfolder.REUSED_FROM] == ""]
-    assert sorted(reused["seed"]) == [0, 0, 1, 1] and sorted(trained["seed"]) == [2, 2]
-    assert (trained["node_id"] != "").all()  # trained by a Ray worker
-    before = _by_trial_key(runfolder.read_results(earlier))
-    assert (_by_trial_key(reused)["test_acc"] == before["test_acc"]).all()
-    assert "trials: 6 complete (4 reused from earlier runs)" in result.stdout

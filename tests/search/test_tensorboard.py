@@ -2,9 +2,9 @@
 
 The recorder is driven here as Tune's callback drives it in the driver (an
 epoch result with the trial's config, then the final result), so no Ray is
-needed; the files are read back with TensorBoard's own event reader. A real
-run with the flag is in tests/search/test_live_report.py (one Ray start for
-both). A missing `tensorboard` package is one line naming the extra, exit 2.
+needed; the files are read back with TensorBoard's own event reader. The
+session's second real smoke run (tests/conftest.py) runs with the flag. A
+missing `tensorboard` package is one line naming the extra, exit 2.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 import runfolder
 import space
-from commands import SMOKE, call_main
+from commands import SMOKE, SmokeRun, call_main
 from search import run as search_run
 from search._recorder import Recorder, TrialListener
 from search._resume import RunError
@@ -150,3 +150,12 @@ def test_an_unknown_tracker_is_refused_with_the_choices(capsys, tmp_path):
     result = call_main(search_run.main, [str(SMOKE), "--out", str(tmp_path / "x"), "--log", "tensorbored"], capsys)
     line = result.bad_input_line()
     assert "tensorbored" in line and all(name in line for name in TRACKERS)
+
+
+@pytest.mark.slow
+def test_a_real_run_with_the_flag_writes_each_trial_s_events(smoke_lr_run: SmokeRun):
+    events = sorted((smoke_lr_run.run_dir / "tensorboard").glob("trial_*/events.out.tfevents.*"))
+    assert len({path.parent.name for path in events}) == 4, smoke_lr_run.stdout
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    assert accumulator.Tags()["scalars"], smoke_lr_run.stdout  # the epochs' metrics reached the files

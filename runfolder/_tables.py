@@ -277,7 +277,11 @@ def _read_frame(path: Path) -> Any:
     import pandas as pd
 
     try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        # One open file for the whole read: the writer replaces a table by renaming a new file over it, and
+        # pyarrow given a path opens it twice (footer, then pages), so a rename between the two would pair one
+        # file's footer with the other's pages. An open handle keeps reading the file it opened.
+        with path.open("rb") as handle:
+            return pd.read_parquet(handle) if path.suffix == ".parquet" else pd.read_csv(handle)
     except Exception as error:  # pyarrow and pandas raise several unrelated types for a bad file
         kind = "parquet" if path.suffix == ".parquet" else "CSV"
         raise RunFolderError(f"{path}: not a readable {kind} file: {_first_line(error)}") from None
@@ -422,7 +426,8 @@ def _rows_from_parquet(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     except ImportError:
         raise RunFolderError(f"{path}: reading it needs pyarrow (pip install pyarrow), and the run "
                              f"folder has no {path.with_suffix('.csv').name} to read instead") from None
-    table = parquet.read_table(path)
+    with path.open("rb") as handle:  # one open file for the whole read (see _read_frame)
+        table = parquet.read_table(handle)
     return list(table.column_names), table.to_pylist()
 
 

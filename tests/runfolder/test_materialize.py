@@ -176,3 +176,33 @@ def test_the_tables_pickle_as_ray_tune_pickles_its_callbacks(tmp_path):
     again.add_trial(_row(1), _curve(0.6))
     again.close()
     assert _ids(runfolder.read_results(tmp_path)) == ["trial_0000", "trial_0001"]
+
+
+def test_a_table_replaced_while_it_is_read_is_read_whole(tmp_path):
+    """The writer renames a new table over the old one; a reader in the middle gets one of them, never a mix.
+
+    (pyarrow given a path opens the file twice, footer then pages: a rename between the two once broke a
+    live report build of the main study.)"""
+    folder = runfolder.RunFolder(tmp_path)
+    tables = [pd.DataFrame([_row(n, val=0.1 * (n % 7)) for n in range(size)]) for size in (3, 40)]
+    runfolder.atomic_write_frame(tables[0], folder.results)
+    stop, errors = threading.Event(), []
+
+    def rewrite() -> None:
+        turn = 0
+        while not stop.is_set():
+            turn += 1
+            runfolder.atomic_write_frame(tables[turn % 2], folder.results)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(300):
+            try:
+                assert len(runfolder.read_results(tmp_path)) in (3, 40)
+            except runfolder.RunFolderError as error:
+                errors.append(str(error))
+    finally:
+        stop.set()
+        writer.join()
+    assert errors == []

@@ -19,7 +19,6 @@ attempt starts: their trials train again as new trials.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import runfolder
 
 from ._recorder import TrialListener
-from ._tensorboard import CURVE_SCALARS, FINAL_SCALARS, trial_settings
+from ._tensorboard import CURVE_SCALARS, FINAL_SCALARS, tracked_number, trial_settings
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 STORE_DB = "mlflow.db"
@@ -60,16 +59,6 @@ def experiment_name(run_dir: Path) -> str:
     except runfolder.RunFolderError:
         study = {}
     return str(study.get("name") or Path(run_dir).name)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
 
 
 class MlflowTracker(TrialListener):
@@ -135,13 +124,13 @@ class MlflowTracker(TrialListener):
 
     def epoch(self, trial_id: str, metrics: dict[str, Any]) -> None:
         """Log one epoch's metrics (once per epoch, however often it is reported), step = epoch."""
-        epoch = _number(metrics.get("epoch"))
+        epoch = tracked_number(metrics.get("epoch"))
         if epoch is None:
             return
         logged = self._epochs.setdefault(trial_id, set())
         if int(epoch) in logged:
             return
-        values = {name: value for name in CURVE_SCALARS if (value := _number(metrics.get(name))) is not None}
+        values = {name: value for name in CURVE_SCALARS if (value := tracked_number(metrics.get(name))) is not None}
         run_id = self._run(trial_id)
         if values:
             self._client.log_batch(run_id, metrics=self._metrics(values, int(epoch)))
@@ -156,7 +145,7 @@ class MlflowTracker(TrialListener):
             self.epoch(trial_id, point)
         run_id = self._run(trial_id)
         params = [Param(name, str(value)) for name, value in trial_settings(row).items()]
-        finals = {f"final.{name}": value for name in FINAL_SCALARS if (value := _number(row.get(name))) is not None}
+        finals = {f"final.{name}": value for name in FINAL_SCALARS if (value := tracked_number(row.get(name))) is not None}
         tags = [RunTag(STATUS_TAG, str(row.get("status", "")))]
         if row.get("error"):
             tags.append(RunTag("resnas.error", str(row["error"])[:5000]))

@@ -31,7 +31,8 @@ SETTING_COLUMNS = ("seed", "status", "arch_key", "params", "macs")
 FLUSH_SECS = 10
 
 
-def _number(value: Any) -> float | None:
+def tracked_number(value: Any) -> float | None:
+    """A metric as every tracker takes it: a float, or None for a missing, non-numeric, boolean or NaN one."""
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -73,7 +74,7 @@ class TensorBoardTracker(TrialListener):
 
     def epoch(self, trial_id: str, metrics: dict[str, Any]) -> None:
         """Write one epoch's scalars (once per epoch, however often it is reported)."""
-        epoch = _number(metrics.get("epoch"))
+        epoch = tracked_number(metrics.get("epoch"))
         if epoch is None:
             return
         written = self._epochs.setdefault(trial_id, set())
@@ -81,7 +82,7 @@ class TensorBoardTracker(TrialListener):
             return
         writer = self._writer(trial_id)
         for name in CURVE_SCALARS:
-            value = _number(metrics.get(name))
+            value = tracked_number(metrics.get(name))
             if value is not None:
                 writer.add_scalar(f"curve/{name}", value, int(epoch))
         written.add(int(epoch))
@@ -95,7 +96,7 @@ class TensorBoardTracker(TrialListener):
             self.epoch(trial_id, point)
         writer = self._writer(trial_id)
         finals = {f"final/{name}": value for name in FINAL_SCALARS
-                  if (value := _number(row.get(name))) is not None}
+                  if (value := tracked_number(row.get(name))) is not None}
         for tag, value in finals.items():
             writer.add_scalar(tag, value, 0)
         writer.add_text("settings/train_json", f"`{row.get(runfolder.TRAIN_JSON, '')}`", 0)

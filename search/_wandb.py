@@ -14,7 +14,6 @@ to `wandb/` in the run folder with mode `offline` unless WANDB_MODE is set;
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import runfolder
 
 from ._mlflow import experiment_name
 from ._recorder import TrialListener
-from ._tensorboard import CURVE_SCALARS, FINAL_SCALARS, trial_settings
+from ._tensorboard import CURVE_SCALARS, FINAL_SCALARS, tracked_number, trial_settings
 
 MODE_ENV = "WANDB_MODE"
 DEFAULT_MODE = "offline"
@@ -32,16 +31,6 @@ DEFAULT_MODE = "offline"
 def wandb_mode() -> str:
     """WANDB_MODE when the user set it, else offline."""
     return os.environ.get(MODE_ENV) or DEFAULT_MODE
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
 
 
 class WandbTracker(TrialListener):
@@ -73,13 +62,13 @@ class WandbTracker(TrialListener):
 
     def epoch(self, trial_id: str, metrics: dict[str, Any]) -> None:
         """Log one epoch's metrics (once per epoch, however often it is reported), step = epoch."""
-        epoch = _number(metrics.get("epoch"))
+        epoch = tracked_number(metrics.get("epoch"))
         if epoch is None:
             return
         logged = self._epochs.setdefault(trial_id, set())
         if int(epoch) in logged:
             return
-        values = {name: value for name in CURVE_SCALARS if (value := _number(metrics.get(name))) is not None}
+        values = {name: value for name in CURVE_SCALARS if (value := tracked_number(metrics.get(name))) is not None}
         self._run(trial_id).log(values, step=int(epoch))
         logged.add(int(epoch))
 
@@ -91,7 +80,7 @@ class WandbTracker(TrialListener):
         run = self._run(trial_id)
         run.config.update(trial_settings(row), allow_val_change=True)
         run.summary.update({f"final.{name}": value for name in FINAL_SCALARS
-                            if (value := _number(row.get(name))) is not None})
+                            if (value := tracked_number(row.get(name))) is not None})
         run.summary.update({"status": str(row.get("status", "")), "error": str(row.get("error") or "")})
         run.finish(exit_code=0 if row.get("status") != "failed" else 1)
         self._runs.pop(trial_id, None)

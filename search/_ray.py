@@ -39,6 +39,19 @@ _GCS_TRIES_ENV = "RAY_gcs_server_port_wait_time_s"
 _STOP_GRACE_S = 5.0
 
 
+def add_ray_flags(parser: Any, what: str) -> None:
+    """The flags of search.run and search.retrain that say where `what` (trials, runs) run: the cluster to join,
+    how long to try, how many at once, and the local Ray's dashboard."""
+    parser.add_argument("--address", default=None,
+                        help="join the Ray cluster at this address (default: RAY_ADDRESS, else a local Ray "
+                             "on 127.0.0.1)")
+    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
+                        help=f"give up joining --address after this long (default: {CONNECT_TIMEOUT_S:g})")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help=f"at most this many {what} at once (default: the study's, else what resources allow)")
+    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
+
+
 class RayStartError(ValueError):
     """Ray could not be started or joined; the message says why and what to do."""
 

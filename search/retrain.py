@@ -51,7 +51,7 @@ from space import DataSettings, TrainSettings, TrialPlan
 from . import datasets
 from models.cli import OneLineParser
 from ._plans import FixedPlans
-from ._ray import CONNECT_TIMEOUT_S
+from ._ray import CONNECT_TIMEOUT_S, add_ray_flags
 from .train import evaluate
 
 EXIT_FAILED_RUN = 1
@@ -485,14 +485,7 @@ def _parse_args(argv: list[str] | None) -> Any:
                              "use: --set search.resources.gpus=0.5 (repeatable)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted retrain job of the same flags")
-    parser.add_argument("--address", default=None,
-                        help="join the Ray cluster at this address (default: RAY_ADDRESS, else a local Ray "
-                             "on 127.0.0.1)")
-    parser.add_argument("--connect-timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="give up joining --address after this long (default: 60)")
-    parser.add_argument("--max-concurrent", type=int, default=None,
-                        help="at most this many runs at once (default: the study's, else what resources allow)")
-    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
+    add_ray_flags(parser, "runs")
     parser.add_argument("--log", action="append", default=[], choices=sorted(TRACKERS), metavar="TRACKER",
                         help="also feed each run's per-epoch metrics and settings to this tracker "
                              f"({', '.join(sorted(TRACKERS))}; repeatable)")

@@ -41,14 +41,9 @@ def _parse_args(argv: list[str] | None) -> Any:
     parser.add_argument("--explain", default=None, metavar="FIELD",
                         help="print the reference entry of a study field (e.g. space.shortcut) and its value "
                              "in this study after --set; train nothing")
-    parser.add_argument("--address", default=None,
-                        help="join the Ray cluster at this address (default: RAY_ADDRESS, else a local Ray "
-                             "on 127.0.0.1)")
-    parser.add_argument("--connect-timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="give up joining --address after this long (default: 60)")
-    parser.add_argument("--max-concurrent", type=int, default=None,
-                        help="at most this many trials at once (default: the study's, else what resources allow)")
-    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
+    from ._ray import add_ray_flags
+
+    add_ray_flags(parser, "trials")
     parser.add_argument("--no-report", action="store_true", help="skip report.html at the end")
     from ._trackers import TRACKERS
 

@@ -147,7 +147,15 @@ MAX_POOLED_LINES = 12
 MAX_SIMPLE_LINES = 8
 
 
-def _pooled_lines(run: RunData, tables: ReportTables) -> list[str]:
+def _interacting_factors(run: RunData, tables: ReportTables) -> set[str]:
+    """The factors of every pair whose interaction the two-way ANOVA found on the headline accuracy."""
+    interactions = tables.factorial.interactions
+    found = interactions[(interactions["metric"] == run.headline_metric) & (interactions["verdict"] == "interaction")]
+    return set(found["factor_a"]) | set(found["factor_b"])
+
+
+def _pooled_lines(run: RunData, tables: ReportTables, interacting: set[str] = frozenset()) -> list[str]:
+    """Each level against its reference pooled over the other factors; a factor that interacts says so first."""
     metric, ablation, lines = run.headline_metric, tables.ablation, []
     compared = ablation[(ablation["metric"] == metric) & ~ablation["is_reference"]]
     for row in compared.head(MAX_POOLED_LINES).itertuples():
@@ -155,6 +163,8 @@ def _pooled_lines(run: RunData, tables: ReportTables) -> list[str]:
         others = [other.name for other in tables.factorial.factors if other.name != factor.name]
         pooled = f" (pooled over {h.escape(', '.join(others))})" if tables.factorial.crossed and others else ""
         name = f"<b>{h.escape(row.factor)} = {h.escape(row.level)}</b> vs {h.escape(factor.reference)}{pooled}"
+        if pooled and row.factor in interacting:
+            name = "<i>Pooled across an interaction (read the simple effects above)</i>: " + name
         if row.verdict in ("higher", "lower", "within noise"):
             lines.append(
                 f"{name}: {h.signed_points(row.diff)} pp {h.escape(metric_name(metric))} (95% CI "
@@ -201,7 +211,10 @@ def _findings(run: RunData, tables: ReportTables) -> str:
         return ('<div class="findings"><b>At a glance</b><ul><li>No trial completed with an accuracy: '
                 "there is no answer to the study question yet.</li></ul></div>")
     matched = matching_text(run)
-    lines = ([h.escape(matched)] if matched else []) + _pooled_lines(run, tables) + _factorial_lines(run, tables)
+    interacting = _interacting_factors(run, tables)
+    pooled, factorial = _pooled_lines(run, tables, interacting), _factorial_lines(run, tables)
+    # Where factors interact, the pooled lines average effects that differ: the simple effects come first.
+    lines = ([h.escape(matched)] if matched else []) + (factorial + pooled if interacting else pooled + factorial)
     for factor in run.categorical_factors:
         if len(factor.levels) == 1:
             lines.append(f"<b>{h.escape(factor.name)}</b> has a single level ({h.escape(factor.levels[0])}): "

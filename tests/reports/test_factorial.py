@@ -449,3 +449,19 @@ def test_run_json_resources_give_device_hours(interaction_run, copy_run):
     wall = results.loc[results["status"] == "complete", "wall_s"].mean()  # the synthetic wall time is constant
     assert plan.device_unit == "GPU-hours"
     assert row["device_hours"] == pytest.approx(row["seeds_needed"] * 2 * wall * 0.25 / 3600)
+
+
+def test_where_factors_interact_the_answer_leads_with_the_simple_effects(interaction_page, main_effect_run):
+    """The at-a-glance box: an interaction, then the simple effects, then the pooled lines, each marked."""
+    def glance(page: str) -> list[str]:
+        box = page.split('<div class="findings"><b>At a glance</b><ul>', 1)[1].split("</ul></div>", 1)[0]
+        return [re.sub(r"<[^>]+>", "", item) for item in box.split("<li>")[1:]]
+
+    lines = glance(interaction_page)
+    first_interaction = next(i for i, line in enumerate(lines) if line.startswith("Interaction: "))
+    pooled = [i for i, line in enumerate(lines) if "(pooled over " in line]
+    assert pooled and min(pooled) > first_interaction
+    assert all(lines[i].startswith("Pooled across an interaction (read the simple effects above): ") for i in pooled)
+    # Without an interaction the pooled lines come first and carry no such mark.
+    plain = glance(build_report(main_effect_run).read_text(encoding="utf-8"))
+    assert not any(line.startswith("Interaction: ") or line.startswith("Pooled across") for line in plain)

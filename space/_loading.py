@@ -22,7 +22,10 @@ from ._forms import FORM_SYNTAX, FORM_TAGS, RULE_ERROR
 from ._overrides import Override, apply_overrides
 from ._schema import StudyModel
 from ._study import Study, build_study
-from ._yaml import parse_yaml
+from ._yaml import MAX_YAML_CHARS, parse_yaml
+
+# The most bytes MAX_YAML_CHARS characters of UTF-8 take.
+MAX_YAML_BYTES = 4 * MAX_YAML_CHARS
 
 _SECTIONS = "a mapping with name, question, space, and optionally data, train, search"
 
@@ -190,7 +193,13 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     """Read, override (`dotted.path=value`), and validate a study file; StudyError if anything is wrong."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Never more than a study can hold: a huge file, or /dev/zero, is refused after a bounded read.
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_YAML_BYTES + 1)
+        if len(data) > MAX_YAML_BYTES:
+            raise StudyError([Problem(source, None, "", f"too large to be a study (over {MAX_YAML_BYTES:,} bytes)",
+                                      allowed=f"at most {MAX_YAML_CHARS:,} characters")], source)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise StudyError([Problem(source, None, "", "no such study file",
                                   allowed="a path to a YAML file, e.g. studies/smoke.yaml")], source) from None

@@ -9,6 +9,8 @@ behaviour took.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from commands import call_main
@@ -98,3 +100,11 @@ def test_every_study_is_far_below_the_caps():
     for path in sorted(Path(__file__).resolve().parents[2].glob("studies/*.yaml")):
         text = path.read_text(encoding="utf-8")
         assert len(text) < MAX_YAML_CHARS / 10, path
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_file_is_refused_after_a_bounded_read(capsys):
+    """/dev/zero never ends: the loader reads at most what the largest study can take, then refuses."""
+    line = call_main(run.main, ["/dev/zero", "--dry-run"], capsys).bad_input_line()
+    assert line.startswith("error: /dev/zero: too large to be a study (over ") and "bytes" in line

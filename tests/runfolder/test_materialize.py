@@ -9,18 +9,8 @@ import pandas as pd
 import pytest
 
 import runfolder
+from spec_stand_in import SpecStandIn
 from runfolder import _tables
-
-
-class _Spec:
-    def flat(self) -> dict:
-        return {"block": "basic", "depths": "3-3-3"}
-
-    def key(self) -> str:
-        return "0123456789abcdef"
-
-    def to_yaml(self) -> str:
-        return "block: basic\n"
 
 
 class _Clock:
@@ -32,7 +22,7 @@ class _Clock:
 
 
 def _row(number: int, val: float = 0.5) -> dict:
-    return runfolder.trial_row(number=number, status="complete", seed=0, factors={"shortcut": "A"}, spec=_Spec(),
+    return runfolder.trial_row(number=number, status="complete", seed=0, factors={"shortcut": "A"}, spec=SpecStandIn(),
                                train={"epochs": 2, "seed": 0}, metrics={"val_acc_best": val, "test_acc": math.nan})
 
 

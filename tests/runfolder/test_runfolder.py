@@ -12,27 +12,15 @@ import pandas as pd
 import pytest
 
 import runfolder
+from spec_stand_in import SpecStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class _Spec:
-    """Stands in for models.ArchSpec: trial_row needs only flat/key/to_yaml."""
-
-    def flat(self) -> dict:
-        return {"block": "basic", "depths": "3-3-3"}
-
-    def key(self) -> str:
-        return "0123456789abcdef"
-
-    def to_yaml(self) -> str:
-        return "block: basic\n"
 
 
 def _row(number: int, status: str = "complete", val: float = 0.5, **metrics) -> dict:
     train = {"epochs": 3, "lr": 0.1, "milestones": [0.5, 0.75], "seed": number, "max_threads": None}
     return runfolder.trial_row(number=number, status=status, seed=number, factors={"shortcut": "A"},
-                               spec=_Spec(), train=train, metrics={"val_acc_best": val, **metrics})
+                               spec=SpecStandIn(), train=train, metrics={"val_acc_best": val, **metrics})
 
 
 def test_trial_row_keeps_the_settings_whole_and_flattened():
@@ -133,7 +121,7 @@ def test_file_names_are_spelled_only_in_the_format_module():
 
 def test_trial_row_writes_the_match_columns_only_for_matched_trials():
     matched = {"by": "macs", "adjust": "width_multiplier", "value": 0.96, "target": 40551040.0, "gap": 0.0017}
-    row = runfolder.trial_row(number=1, status="complete", seed=0, factors={"shortcut": "C"}, spec=_Spec(),
+    row = runfolder.trial_row(number=1, status="complete", seed=0, factors={"shortcut": "C"}, spec=SpecStandIn(),
                               train=None, metrics={}, matched=matched)
     assert {column: row[column] for column in row if column.startswith("match.")} == {
         "match.by": "macs", "match.adjust": "width_multiplier", "match.value": 0.96, "match.target": 40551040.0,

@@ -165,6 +165,22 @@ class Recorder:
         """Rows of trials that trained in this attempt (not in an earlier one)."""
         return [self.tables.rows[t] for t in self.recorded_here if t in self.tables.rows]
 
+    def reconcile_checkpoints(self) -> None:
+        """Make the checkpoint cells agree with the folders, as a resumed run starts.
+
+        A trial's row is durable before the note of its kept weights is: a
+        driver killed between the two leaves a folder whose row says it has
+        none. The cells are set from the folders on disk (and, with a top-k
+        to keep, the folders outside it go), as after any finished trial.
+        """
+        folder = self.tables.folder
+        if self.keep_checkpoints >= 0:
+            self._prune_checkpoints("")
+            return
+        for trial, row in self.tables.rows.items():
+            if row.get("status") == "complete" and folder.checkpoint_of(trial).is_dir():
+                self.tables.keep_checkpoint(trial, runfolder.checkpoint_cell(trial))
+
     def _prune_checkpoints(self, finished: str) -> None:
         """Keep the weights of the top-k trials in the run-folder ranking (`finished` just completed)."""
         folder = self.tables.folder

@@ -149,6 +149,8 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     tables = _tables_to_continue(study, storage_url, run_dir, target, options.resume, out)
     recorder = Recorder(tables, total=target, started=started,
                         keep_checkpoints=study.search.keep_checkpoints, out=out)
+    if options.resume:
+        recorder.reconcile_checkpoints()
     live = _start_listeners(study, options, recorder, out)
     # After ray.init, which installs its own fatal-signal handler, and right before the `try` whose `finally`
     # writes the tables: a `kill` or `timeout` then ends the run like Ctrl-C, tables and run.json written.

@@ -52,10 +52,8 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-# ------------------------------------------------------------------ run.json
-def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
-    """run.json as a dict; None when the folder has none."""
-    path = RunFolder(run_dir).run_json
+def _read_json_object(path: Path, expected: str) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when there is no such file; RunFolderError (saying `expected`) otherwise."""
     if not path.is_file():
         return None
     try:
@@ -63,8 +61,14 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RunFolderError(f"{path}: not readable JSON: {_first_line(error)}") from None
     if not isinstance(document, dict):
-        raise RunFolderError(f"{path}: expected a JSON object at the top level, got {type(document).__name__}")
+        raise RunFolderError(f"{path}: {expected}, got {type(document).__name__}")
     return document
+
+
+# ------------------------------------------------------------------ run.json
+def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
+    """run.json as a dict; None when the folder has none."""
+    return _read_json_object(RunFolder(run_dir).run_json, "expected a JSON object at the top level")
 
 
 def read_study_yaml(run_dir: str | Path) -> dict[str, Any] | None:
@@ -97,15 +101,13 @@ def write_plans(run_dir: str | Path, plans: Iterable[Mapping[str, Any]]) -> None
 def read_plans(run_dir: str | Path) -> list[dict[str, Any]] | None:
     """The plans plans.json holds, in order; None when the folder has none."""
     path = RunFolder(run_dir).plans
-    if not path.is_file():
+    shape = 'expected {"plans": [one object per trial, ...]}'
+    document = _read_json_object(path, shape)
+    if document is None:
         return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunFolderError(f"{path}: not readable JSON: {_first_line(error)}") from None
-    plans = document.get("plans") if isinstance(document, dict) else None
+    plans = document.get("plans")
     if not isinstance(plans, list) or not all(isinstance(plan, dict) for plan in plans):
-        raise RunFolderError(f"{path}: expected {{\"plans\": [one object per trial, ...]}}")
+        raise RunFolderError(f"{path}: {shape}")
     return plans
 
 

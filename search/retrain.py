@@ -28,6 +28,7 @@ diverges is recorded as failed and the exit status is 1.
 from __future__ import annotations
 
 import copy
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -486,6 +487,8 @@ def _parse_args(argv: list[str] | None) -> Any:
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted retrain job of the same flags")
     add_ray_flags(parser, "runs")
+    # Gone since retrain runs through Ray: kept only to say what replaced it.
+    parser.add_argument("--device", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log", action="append", default=[], choices=sorted(TRACKERS), metavar="TRACKER",
                         help="also feed each run's per-epoch metrics and settings to this tracker "
                              f"({', '.join(sorted(TRACKERS))}; repeatable)")
@@ -523,6 +526,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse_args(argv)
     run_dir = Path(args.run_dir)
+    if args.device is not None:
+        print(f"error: --device: got {args.device!r}; retrain runs through Ray, which places each run; allowed: "
+              "leave it out, and give each run a GPU share with --set search.resources.gpus=1 (or 0.5)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.max_concurrent is not None and args.max_concurrent < 1:
         print(f"error: --max-concurrent: got {args.max_concurrent}; allowed: an integer >= 1", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -39,6 +39,12 @@ def test_cuda_without_cuda_is_one_line(capsys):
     assert line.startswith("error: --device: got 'cuda', which this machine cannot train on; allowed: cpu (")
 
 
+def test_retrain_s_old_device_flag_says_what_replaced_it(capsys, tmp_path):
+    line = call_main(retrain.main, [str(tmp_path), "--top", "1", "--seeds", "1", "--device", "cuda"],
+                     capsys).bad_input_line()
+    assert line.startswith("error: --device: got 'cuda'; retrain runs through Ray") and "search.resources.gpus" in line
+
+
 # search.run and search.retrain place trials through Ray: a trial asks for a GPU share or CPUs, and a local
 # Ray that could never give them would wait forever.
 @pytest.mark.skipif(not CPU_ONLY, reason="needs a machine without a CUDA device")

@@ -10,7 +10,6 @@ test compares two real smoke runs.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -21,18 +20,15 @@ import yaml
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from browser import render, require_chromium
 from commands import SMOKE, call_main, run_module
 from reports import _synthetic as synthetic
 from reports._compare import (CHANGED, NOT_SET, SAME, CompareError, compare_runs, differences_table, flatten,
                               load_runs)
 from reports.compare import main as compare_main
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--no-first-run"]
 FACTORS = {"shortcut": {"levels": ["A", "B"], "reference": "A"}, "depth": {"levels": [20, 56], "reference": 20}}
 SEEDS = [0, 1, 2]
-
 
 def _lr_run(root: Path, name: str, lr: float, seed: int, shortcut_b: float, dataset: str = "cifar10") -> Path:
     """A 2x2 grid x 3 seeds on the smoke study's fields, trained (synthetically) at learning rate `lr`."""
@@ -194,47 +190,6 @@ def test_cli_bad_input_is_one_line_and_status_2(case, expected, lr_runs, tmp_pat
 # ---------------------------------------------------------------- in a browser
 
 
-def _require_chromium():
-    reason = None
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (install Debian's chromium: make browser)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError as error:
-            reason = f"playwright is not installed ({error})"
-    if reason and os.environ.get("CI"):
-        pytest.fail(f"CI is set, so the browser test must run: {reason}")
-    if reason:
-        pytest.skip(reason)
-
-
-def render(page_path: Path) -> dict:
-    """Open a page in headless Chromium: console errors, requests, images and every data-key's text."""
-    from playwright.sync_api import sync_playwright
-
-    errors, requests = [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(page_path.as_uri(), wait_until="load")
-            images = page.eval_on_selector_all(
-                "img", "images => images.map(image => [image.complete, image.naturalWidth, image.naturalHeight])")
-            keyed = page.eval_on_selector_all(
-                "[data-key]", "elements => elements.map(element => [element.dataset.key, element.innerText.trim()])")
-            changed = page.eval_on_selector_all("tr.changed", "rows => rows.length")
-            text = page.inner_text("body")
-            scroll_width = page.evaluate("document.documentElement.scrollWidth")
-        finally:
-            browser.close()
-    return {"errors": errors, "requests": requests, "images": images, "keyed": dict(keyed), "changed": changed,
-            "text": text, "scroll_width": scroll_width}
-
-
 def _assert_renders(out: Path, seen: dict) -> None:
     assert seen["errors"] == []
     assert [url for url in seen["requests"] if url != out.as_uri() and not url.startswith("data:")] == []
@@ -244,7 +199,7 @@ def _assert_renders(out: Path, seen: dict) -> None:
 
 
 def test_the_page_renders_and_names_train_lr(lr_runs, tmp_path, compare_cli):
-    _require_chromium()
+    require_chromium()
     out = tmp_path / "compare.html"
     assert compare_cli(str(lr_runs[0]), str(lr_runs[1]), "--out", str(out)).returncode == 0
     seen = render(out)
@@ -262,7 +217,7 @@ def test_the_page_renders_and_names_train_lr(lr_runs, tmp_path, compare_cli):
 
 @pytest.mark.slow
 def test_two_real_smoke_runs_that_differ_in_lr_compare_in_a_browser(smoke_run, smoke_lr_run, tmp_path):
-    _require_chromium()
+    require_chromium()
     second = smoke_lr_run.run_dir  # the session's second real run: train.lr 0.05, the rest as smoke_run
     out = tmp_path / "compare.html"
     result = run_module("reports.compare", str(smoke_run.run_dir), str(second), "--out", str(out))

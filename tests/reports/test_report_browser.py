@@ -9,7 +9,6 @@ the parquet tables. A full-page screenshot is left in the temp folder to look at
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -17,60 +16,18 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from browser import VIEWPORT, render, require_chromium
 from reports import build_report
 from reports._load import level_label
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--no-first-run"]
-VIEWPORT = {"width": 1280, "height": 900}
 SCREENSHOT = Path(tempfile.gettempdir()) / "resnas_report_browser.png"
-
-
-def _require_chromium():
-    reason = None
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (install Debian's chromium: make browser)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError as error:
-            reason = f"playwright is not installed ({error})"
-    if reason and os.environ.get("CI"):
-        pytest.fail(f"CI is set, so the browser test must run: {reason}")
-    if reason:
-        pytest.skip(reason)
-
-
-def _render(report: Path) -> dict:
-    """Open the report; return console errors, requests, image sizes and every data-key's text."""
-    from playwright.sync_api import sync_playwright
-
-    errors, requests = [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(report.as_uri(), wait_until="load")
-            images = page.eval_on_selector_all(
-                "img", "images => images.map(image => [image.complete, image.naturalWidth, image.naturalHeight])")
-            keyed = page.eval_on_selector_all(
-                "[data-key]", "elements => elements.map(element => [element.dataset.key, element.innerText.trim()])")
-            scroll_width = page.evaluate("document.documentElement.scrollWidth")
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-        finally:
-            browser.close()
-    return {"errors": errors, "requests": requests, "images": images, "keyed": dict(keyed), "scroll_width": scroll_width}
 
 
 @pytest.fixture(scope="module")
 def rendered(grid_run):
-    _require_chromium()
+    require_chromium()
     report = build_report(grid_run)
-    return report, _render(report)
+    return report, render(report, screenshot=SCREENSHOT)
 
 
 def test_page_loads_without_console_errors(rendered):

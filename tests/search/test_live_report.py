@@ -10,7 +10,6 @@ progress" while the study ran and does not at the end.
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 import time
@@ -18,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from browser import CHROMIUM, LAUNCH_ARGS, require_chromium
 from commands import SmokeRun
 from reports import _synthetic as synthetic
 from reports import build_report
 from search._live_report import MIN_REFRESH_S, LiveReport, refresh_seconds
 
 FACTORS = {"shortcut": {"levels": ["A", "B"], "reference": "A"}}
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 class FakeClock:
@@ -158,10 +157,7 @@ def test_the_final_page_has_neither_banner_nor_refresh(running_run, tmp_path):
 
 
 def test_the_live_page_reloads_in_chromium_under_its_content_security_policy(running_run, tmp_path):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set, so the browser test must run: {CHROMIUM} is missing")
-        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium: make browser)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     page_path = tmp_path / "report.html"
@@ -169,7 +165,7 @@ def test_the_live_page_reloads_in_chromium_under_its_content_security_policy(run
     page_path.write_text(build_report(running_run, live_refresh_s=1).read_text())
     loads, errors = [], []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
             page = browser.new_page()
             page.on("load", lambda: loads.append(time.monotonic()))

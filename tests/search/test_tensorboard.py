@@ -17,36 +17,18 @@ from pathlib import Path
 import pytest
 
 import runfolder
-import space
 from commands import SMOKE, SmokeRun, call_main
 from search import run as search_run
 from search._recorder import Recorder, TrialListener
 from search._resume import RunError
 from search._tensorboard import TensorBoardTracker, trial_settings
 from search._trackers import TRACKERS, check_trackers
-from search._trial import PLAN, TRIAL_NUMBER
+from tune_events import EPOCHS, epoch_result, final_result, trial_config
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra: pip install 'resnas[tensorboard]'")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
 
-EPOCHS = 3
-
-
-def _config(number: int, shortcut: str, seed: int) -> dict:
-    study = space.load_study(SMOKE, [f"train.epochs={EPOCHS}"])
-    plan = space.resolve(study, {"point": f"shortcut={shortcut}", "seed": seed})
-    return {"point": f"shortcut={shortcut}", "seed": seed, TRIAL_NUMBER: number, PLAN: plan.to_dict()}
-
-
-def _epoch(config: dict, epoch: int) -> dict:
-    return {"epoch": epoch, "train_loss": 2.0 / epoch, "val_acc": 0.2 + 0.1 * epoch, "epoch_s": 0.5,
-            "images_per_s": 900.0, "lr": 0.1, "config": config}
-
-
-def _final(config: dict) -> dict:
-    return {**_epoch(config, EPOCHS), "final": True, "status": "complete", "val_acc_best": 0.5, "val_acc_final": 0.5,
-            "test_acc": 0.45, "epochs_run": EPOCHS, "wall_s": 1.5, "params": 1000, "macs": 20000, "flops": 40000}
 
 
 def _recorder(run_dir: Path) -> Recorder:
@@ -57,12 +39,12 @@ def _recorder(run_dir: Path) -> Recorder:
 
 
 def _train(recorder: Recorder, number: int, shortcut: str, seed: int) -> None:
-    config = _config(number, shortcut, seed)
+    config = trial_config(number, shortcut, seed)
     tune_id = f"tune_{number}"
     for epoch in range(1, EPOCHS):
-        recorder.trial_result(tune_id, _epoch(config, epoch))
-    recorder.trial_result(tune_id, _final(config))  # the last epoch arrives with the final report
-    recorder.trial_finished(tune_id, config, _final(config))
+        recorder.trial_result(tune_id, epoch_result(config, epoch))
+    recorder.trial_result(tune_id, final_result(config))  # the last epoch arrives with the final report
+    recorder.trial_finished(tune_id, config, final_result(config))
 
 
 def _events(folder: Path) -> EventAccumulator:

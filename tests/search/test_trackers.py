@@ -25,27 +25,11 @@ from search import run as search_run
 from search._recorder import Recorder, TrialListener
 from search._resume import RunError
 from search._trackers import check_trackers, make_trackers
-from search._trial import PLAN, TRIAL_NUMBER
+from search._trial import PLAN
+from tune_events import EPOCHS, epoch_result, final_result, trial_config
 
-EPOCHS = 3
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 HAS_WANDB = importlib.util.find_spec("wandb") is not None
-
-
-def _config(number: int, shortcut: str, seed: int) -> dict:
-    study = space.load_study(SMOKE, [f"train.epochs={EPOCHS}"])
-    plan = space.resolve(study, {"point": f"shortcut={shortcut}", "seed": seed})
-    return {"point": f"shortcut={shortcut}", "seed": seed, TRIAL_NUMBER: number, PLAN: plan.to_dict()}
-
-
-def _epoch(config: dict, epoch: int) -> dict:
-    return {"epoch": epoch, "train_loss": 2.0 / epoch, "val_acc": 0.2 + 0.1 * epoch, "epoch_s": 0.5,
-            "images_per_s": 900.0, "lr": 0.1, "config": config}
-
-
-def _final(config: dict) -> dict:
-    return {**_epoch(config, EPOCHS), "final": True, "status": "complete", "val_acc_best": 0.5, "val_acc_final": 0.5,
-            "test_acc": 0.45, "epochs_run": EPOCHS, "wall_s": 1.5, "params": 1000, "macs": 20000, "flops": 40000}
 
 
 def _run_folder(path: Path) -> Path:
@@ -62,13 +46,13 @@ def _recorder(run_dir: Path, tracker: TrialListener) -> Recorder:
 
 
 def _train(recorder: Recorder, number: int, shortcut: str, seed: int, finish: bool = True) -> None:
-    config = _config(number, shortcut, seed)
+    config = trial_config(number, shortcut, seed)
     tune_id = f"tune_{number}"
     for epoch in range(1, EPOCHS):
-        recorder.trial_result(tune_id, _epoch(config, epoch))
+        recorder.trial_result(tune_id, epoch_result(config, epoch))
     if finish:
-        recorder.trial_result(tune_id, _final(config))  # the last epoch arrives with the final report
-        recorder.trial_finished(tune_id, config, _final(config))
+        recorder.trial_result(tune_id, final_result(config))  # the last epoch arrives with the final report
+        recorder.trial_finished(tune_id, config, final_result(config))
 
 
 # ------------------------------------------------------------------ MLflow
@@ -204,7 +188,7 @@ def test_the_flag_without_the_package_is_one_line_and_status_2_before_anything_s
     run_dir.mkdir()
     (run_dir / "study.yaml").write_text(SMOKE.read_text())
     tables = runfolder.ResultsTables(run_dir)
-    config = _config(0, "A", 0)
+    config = trial_config(0, "A", 0)
     plan = space.TrialPlan.from_dict(config[PLAN])
     tables.add_trial(runfolder.trial_row(number=0, status="complete", seed=0, factors=plan.factors, spec=plan.spec,
                                          train=plan.train.to_dict(), metrics={"val_acc_best": 0.5}))

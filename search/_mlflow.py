@@ -26,8 +26,7 @@ from typing import Any
 
 import runfolder
 
-from ._recorder import TrialListener
-from ._tensorboard import CURVE_SCALARS, FINAL_SCALARS, tracked_number, trial_settings
+from ._tensorboard import PerTrialTracker, trial_settings
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 STORE_DB = "mlflow.db"
@@ -61,17 +60,17 @@ def experiment_name(run_dir: Path) -> str:
     return str(study.get("name") or Path(run_dir).name)
 
 
-class MlflowTracker(TrialListener):
+class MlflowTracker(PerTrialTracker):
     """Writes each trial's epochs, settings and final metrics to an MLflow run of its own."""
 
     def __init__(self, run_dir: Path) -> None:
+        super().__init__()
         self.run_dir = Path(run_dir).resolve()
         self.uri = tracking_uri(self.run_dir)
         self.experiment = experiment_name(self.run_dir)
         self._client: Any = None
         self._experiment_id = ""
         self._runs: dict[str, str] = {}  # trial id -> MLflow run id, for trials in flight
-        self._epochs: dict[str, set[int]] = {}  # epochs logged, per trial
         self._open()  # at start, before any trial: a new SQLite store takes seconds to create
 
     def __getstate__(self) -> dict[str, Any]:
@@ -122,30 +121,20 @@ class MlflowTracker(TrialListener):
         now = int(time.time() * 1000)
         return [Metric(key, value, now, step) for key, value in values.items()]
 
-    def epoch(self, trial_id: str, metrics: dict[str, Any]) -> None:
-        """Log one epoch's metrics (once per epoch, however often it is reported), step = epoch."""
-        epoch = tracked_number(metrics.get("epoch"))
-        if epoch is None:
-            return
-        logged = self._epochs.setdefault(trial_id, set())
-        if int(epoch) in logged:
-            return
-        values = {name: value for name in CURVE_SCALARS if (value := tracked_number(metrics.get(name))) is not None}
+    def log_epoch(self, trial_id: str, epoch: int, values: dict[str, float]) -> None:
+        """Log one epoch's metrics at step = epoch."""
         run_id = self._run(trial_id)
         if values:
-            self._client.log_batch(run_id, metrics=self._metrics(values, int(epoch)))
-        logged.add(int(epoch))
+            self._client.log_batch(run_id, metrics=self._metrics(values, epoch))
 
-    def trial(self, row: dict[str, Any], curve: list[dict[str, Any]]) -> None:
-        """Log the epochs not yet logged, the settings as params and the final metrics; end the run."""
+    def log_trial(self, row: dict[str, Any], finals: dict[str, float]) -> None:
+        """Log the settings as params and the final metrics; end the run."""
         from mlflow.entities import Param, RunTag
 
         trial_id = row["trial_id"]
-        for point in curve:
-            self.epoch(trial_id, point)
         run_id = self._run(trial_id)
         params = [Param(name, str(value)) for name, value in trial_settings(row).items()]
-        finals = {f"final.{name}": value for name in FINAL_SCALARS if (value := tracked_number(row.get(name))) is not None}
+        finals = {f"final.{name}": value for name, value in finals.items()}
         tags = [RunTag(STATUS_TAG, str(row.get("status", "")))]
         if row.get("error"):
             tags.append(RunTag("resnas.error", str(row["error"])[:5000]))
@@ -154,7 +143,6 @@ class MlflowTracker(TrialListener):
                                    params=params[start:start + PARAMS_PER_BATCH], tags=tags if start == 0 else [])
         self._client.set_terminated(run_id, status=RUN_STATUS.get(str(row.get("status")), "FINISHED"))
         self._runs.pop(trial_id, None)
-        self._epochs.pop(trial_id, None)
 
     def close(self) -> None:
         """End the runs of trials still in flight (an interrupted attempt) as KILLED."""

@@ -59,44 +59,73 @@ def trial_settings(row: dict[str, Any]) -> dict[str, bool | int | float | str]:
     return {column: value for column, value in settings.items() if value is not None}
 
 
-class TensorBoardTracker(TrialListener):
+def final_values(row: dict[str, Any]) -> dict[str, float]:
+    """The final metrics of a results row that a tracker records (FINAL_SCALARS present as numbers)."""
+    return {name: value for name in FINAL_SCALARS if (value := tracked_number(row.get(name))) is not None}
+
+
+class PerTrialTracker(TrialListener):
+    """A tracker with one run per trial (TensorBoard, MLflow, W&B): what they share.
+
+    Each epoch is logged once, however often it is reported, at step = epoch;
+    when the trial is recorded, the epochs not yet logged (a trial reused or
+    resumed reports none live), then its settings and final metrics. A
+    subclass says how to write: `log_epoch` and `log_trial`.
+    """
+
+    def __init__(self) -> None:
+        self._epochs: dict[str, set[int]] = {}  # epochs logged, per trial in flight
+
+    def log_epoch(self, trial_id: str, epoch: int, values: dict[str, float]) -> None:
+        raise NotImplementedError
+
+    def log_trial(self, row: dict[str, Any], finals: dict[str, float]) -> None:
+        raise NotImplementedError
+
+    def epoch(self, trial_id: str, metrics: dict[str, Any]) -> None:
+        epoch = tracked_number(metrics.get("epoch"))
+        if epoch is None:
+            return
+        logged = self._epochs.setdefault(trial_id, set())
+        if int(epoch) in logged:
+            return
+        values = {name: value for name in CURVE_SCALARS if (value := tracked_number(metrics.get(name))) is not None}
+        self.log_epoch(trial_id, int(epoch), values)
+        logged.add(int(epoch))
+
+    def trial(self, row: dict[str, Any], curve: list[dict[str, Any]]) -> None:
+        for point in curve:
+            self.epoch(row["trial_id"], point)
+        self.log_trial(row, final_values(row))
+        self._epochs.pop(row["trial_id"], None)
+
+
+class TensorBoardTracker(PerTrialTracker):
     """Writes each trial's epochs, settings and final metrics to `tensorboard/<trial_id>/` of the run folder."""
 
     def __init__(self, run_dir: Path) -> None:
+        super().__init__()
         self.root = runfolder.RunFolder(run_dir).tensorboard
         self._writers: dict[str, Any] = {}
-        self._epochs: dict[str, set[int]] = {}  # epochs written, per trial
         self._started: set[str] = set()  # trials this attempt has written
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks (the recorder and its listeners): open writers stay with this driver.
         return {**self.__dict__, "_writers": {}}
 
-    def epoch(self, trial_id: str, metrics: dict[str, Any]) -> None:
-        """Write one epoch's scalars (once per epoch, however often it is reported)."""
-        epoch = tracked_number(metrics.get("epoch"))
-        if epoch is None:
-            return
-        written = self._epochs.setdefault(trial_id, set())
-        if int(epoch) in written:
-            return
+    def log_epoch(self, trial_id: str, epoch: int, values: dict[str, float]) -> None:
+        """Write one epoch's scalars under curve/<name>."""
         writer = self._writer(trial_id)
-        for name in CURVE_SCALARS:
-            value = tracked_number(metrics.get(name))
-            if value is not None:
-                writer.add_scalar(f"curve/{name}", value, int(epoch))
-        written.add(int(epoch))
+        for name, value in values.items():
+            writer.add_scalar(f"curve/{name}", value, epoch)
 
-    def trial(self, row: dict[str, Any], curve: list[dict[str, Any]]) -> None:
-        """Write the epochs not yet written, the settings and the final metrics; close the trial's file."""
+    def log_trial(self, row: dict[str, Any], finals: dict[str, float]) -> None:
+        """Write the settings and the final metrics; close the trial's file."""
         from torch.utils.tensorboard.summary import hparams
 
         trial_id = row["trial_id"]
-        for point in curve:
-            self.epoch(trial_id, point)
         writer = self._writer(trial_id)
-        finals = {f"final/{name}": value for name in FINAL_SCALARS
-                  if (value := tracked_number(row.get(name))) is not None}
+        finals = {f"final/{name}": value for name, value in finals.items()}
         for tag, value in finals.items():
             writer.add_scalar(tag, value, 0)
         writer.add_text("settings/train_json", f"`{row.get(runfolder.TRAIN_JSON, '')}`", 0)

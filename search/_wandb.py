@@ -21,8 +21,7 @@ from typing import Any
 import runfolder
 
 from ._mlflow import experiment_name
-from ._recorder import TrialListener
-from ._tensorboard import CURVE_SCALARS, FINAL_SCALARS, tracked_number, trial_settings
+from ._tensorboard import PerTrialTracker, trial_settings
 
 MODE_ENV = "WANDB_MODE"
 DEFAULT_MODE = "offline"
@@ -33,15 +32,15 @@ def wandb_mode() -> str:
     return os.environ.get(MODE_ENV) or DEFAULT_MODE
 
 
-class WandbTracker(TrialListener):
+class WandbTracker(PerTrialTracker):
     """Writes each trial's epochs, settings and final metrics to a W&B run of its own."""
 
     def __init__(self, run_dir: Path) -> None:
+        super().__init__()
         self.run_dir = Path(run_dir).resolve()
         self.project = experiment_name(self.run_dir)
         self.mode = wandb_mode()
         self._runs: dict[str, Any] = {}  # trial id -> wandb Run, for trials in flight
-        self._epochs: dict[str, set[int]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks (the recorder and its listeners): open runs stay with this driver.
@@ -60,31 +59,19 @@ class WandbTracker(TrialListener):
                 settings=wandb.Settings(silent=True, console="off"))
         return self._runs[trial_id]
 
-    def epoch(self, trial_id: str, metrics: dict[str, Any]) -> None:
-        """Log one epoch's metrics (once per epoch, however often it is reported), step = epoch."""
-        epoch = tracked_number(metrics.get("epoch"))
-        if epoch is None:
-            return
-        logged = self._epochs.setdefault(trial_id, set())
-        if int(epoch) in logged:
-            return
-        values = {name: value for name in CURVE_SCALARS if (value := tracked_number(metrics.get(name))) is not None}
-        self._run(trial_id).log(values, step=int(epoch))
-        logged.add(int(epoch))
+    def log_epoch(self, trial_id: str, epoch: int, values: dict[str, float]) -> None:
+        """Log one epoch's metrics at step = epoch."""
+        self._run(trial_id).log(values, step=epoch)
 
-    def trial(self, row: dict[str, Any], curve: list[dict[str, Any]]) -> None:
-        """Log the epochs not yet logged, the settings as config and the final metrics as summary; finish the run."""
+    def log_trial(self, row: dict[str, Any], finals: dict[str, float]) -> None:
+        """Log the settings as config and the final metrics as summary; finish the run."""
         trial_id = row["trial_id"]
-        for point in curve:
-            self.epoch(trial_id, point)
         run = self._run(trial_id)
         run.config.update(trial_settings(row), allow_val_change=True)
-        run.summary.update({f"final.{name}": value for name in FINAL_SCALARS
-                            if (value := tracked_number(row.get(name))) is not None})
+        run.summary.update({f"final.{name}": value for name, value in finals.items()})
         run.summary.update({"status": str(row.get("status", "")), "error": str(row.get("error") or "")})
         run.finish(exit_code=0 if row.get("status") != "failed" else 1)
         self._runs.pop(trial_id, None)
-        self._epochs.pop(trial_id, None)
 
     def close(self) -> None:
         """Finish the runs of trials still in flight (an interrupted attempt) as failed."""

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -143,3 +143,17 @@ def smoke_run(request: pytest.FixtureRequest) -> SmokeRun:
 def smoke_copy(smoke_run: SmokeRun, tmp_path: Path) -> Path:
     """A copy of the real smoke run's folder, which the test may change."""
     return Path(shutil.copytree(smoke_run.run_dir, tmp_path / "smoke"))
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder this user cannot write (skipped where it can: root writes anywhere); writable again after."""
+    locked = tmp_path / "read_only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("this user (root) may write a read-only folder")
+        yield locked
+    finally:
+        locked.chmod(0o755)

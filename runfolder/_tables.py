@@ -52,14 +52,21 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _read_json_object(path: Path, expected: str) -> dict[str, Any] | None:
-    """The JSON object in `path`; None when there is no such file; RunFolderError (saying `expected`) otherwise."""
+def _read_mapping(path: Path, expected: str, kind: str = "JSON") -> dict[str, Any] | None:
+    """The mapping a JSON (or YAML, read safely) file holds; None when there is no such file; RunFolderError
+    (saying `expected`) when it is unreadable or not a mapping."""
     if not path.is_file():
         return None
+    if kind == "YAML":
+        import yaml
+
+        parse, malformed = yaml.safe_load, yaml.YAMLError
+    else:
+        parse, malformed = json.loads, json.JSONDecodeError
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunFolderError(f"{path}: not readable JSON: {_first_line(error)}") from None
+        document = parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, malformed) as error:
+        raise RunFolderError(f"{path}: not readable {kind}: {_first_line(error)}") from None
     if not isinstance(document, dict):
         raise RunFolderError(f"{path}: {expected}, got {type(document).__name__}")
     return document
@@ -68,23 +75,12 @@ def _read_json_object(path: Path, expected: str) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ run.json
 def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
     """run.json as a dict; None when the folder has none."""
-    return _read_json_object(RunFolder(run_dir).run_json, "expected a JSON object at the top level")
+    return _read_mapping(RunFolder(run_dir).run_json, "expected a JSON object at the top level")
 
 
 def read_study_yaml(run_dir: str | Path) -> dict[str, Any] | None:
     """study.yaml (the study as run) as a plain dict of sections; None when the folder has none."""
-    import yaml
-
-    path = RunFolder(run_dir).study_yaml
-    if not path.is_file():
-        return None
-    try:
-        study = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise RunFolderError(f"{path}: not readable YAML: {_first_line(error)}") from None
-    if not isinstance(study, dict):
-        raise RunFolderError(f"{path}: expected a mapping of study sections, got {type(study).__name__}")
-    return study
+    return _read_mapping(RunFolder(run_dir).study_yaml, "expected a mapping of study sections", kind="YAML")
 
 
 def write_run_json(run_dir: str | Path, document: Mapping[str, Any]) -> None:
@@ -102,7 +98,7 @@ def read_plans(run_dir: str | Path) -> list[dict[str, Any]] | None:
     """The plans plans.json holds, in order; None when the folder has none."""
     path = RunFolder(run_dir).plans
     shape = 'expected {"plans": [one object per trial, ...]}'
-    document = _read_json_object(path, shape)
+    document = _read_mapping(path, shape)
     if document is None:
         return None
     plans = document.get("plans")

@@ -147,10 +147,14 @@ MAX_POOLED_LINES = 12
 MAX_SIMPLE_LINES = 8
 
 
-def _interacting_factors(run: RunData, tables: ReportTables) -> set[str]:
-    """The factors of every pair whose interaction the two-way ANOVA found on the headline accuracy."""
+def _interactions_found(run: RunData, tables: ReportTables) -> pd.DataFrame:
+    """The pairs of factors whose interaction the two-way ANOVA found on the headline accuracy."""
     interactions = tables.factorial.interactions
-    found = interactions[(interactions["metric"] == run.headline_metric) & (interactions["verdict"] == "interaction")]
+    return interactions[(interactions["metric"] == run.headline_metric) & (interactions["verdict"] == "interaction")]
+
+
+def _interacting_factors(run: RunData, tables: ReportTables) -> set[str]:
+    found = _interactions_found(run, tables)
     return set(found["factor_a"]) | set(found["factor_b"])
 
 
@@ -182,8 +186,7 @@ def _pooled_lines(run: RunData, tables: ReportTables, interacting: set[str] = fr
 def _factorial_lines(run: RunData, tables: ReportTables) -> list[str]:
     """Interactions found, the simple effects with a verdict, and how many are within noise."""
     metric, factorial, lines = run.headline_metric, tables.factorial, []
-    interactions = factorial.interactions
-    for row in interactions[(interactions["metric"] == metric) & (interactions["verdict"] == "interaction")].itertuples():
+    for row in _interactions_found(run, tables).itertuples():
         lines.append(f"<b>Interaction: {h.escape(row.factor_a)} × {h.escape(row.factor_b)}</b> on "
                      f"{h.escape(metric_name(metric))} (two-way ANOVA p = {h.p_value_text(row.p_value)}, partial η² = "
                      f"{row.effect_size:.2f}): the pooled lines of these factors average effects that differ; the "

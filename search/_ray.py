@@ -71,7 +71,7 @@ def init_ray(address: str | None, dashboard: bool, connect_timeout: float = CONN
         wait_for_cluster(address, connect_timeout)
         try:
             # The port answered: one try at the GCS, not Ray's 20 (each up to its client timeout).
-            with _environment({_GCS_TRIES_ENV: "1"}):
+            with environment({_GCS_TRIES_ENV: "1"}):
                 context = ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError) as error:
             hint = ("; a cluster started with token authentication needs RAY_AUTH_MODE=token and its "
@@ -108,7 +108,8 @@ def check_fits_local_ray(address: str | None, cpus: float, gpus: float) -> None:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a `with` block, then put back what was there."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -131,7 +132,7 @@ def _loopback_only() -> Iterator[None]:
     if saved is not None:
         ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        with _environment({_LOOPBACK_ONLY_ENV: "0"}):
+        with environment({_LOOPBACK_ONLY_ENV: "0"}):
             yield
     finally:
         if saved is not None:

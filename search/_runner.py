@@ -28,7 +28,8 @@ from . import datasets
 from ._environment import hardware, versions
 from ._live_report import LiveReport
 from ._plans import FixedPlans
-from ._ray import CONNECT_TIMEOUT_S, check_fits_local_ray, dashboard_line, init_ray, local_ray_record, shutdown_ray
+from ._ray import (CONNECT_TIMEOUT_S, check_fits_local_ray, dashboard_line, environment, init_ray, local_ray_record,
+                   shutdown_ray)
 from ._recorder import Recorder, tune_callback
 from ._resume import RunError, check_run_dir, requeue_lost, take_run_lock
 from ._reuse import EarlierRun, ReuseIndex, data_description, read_reuse_index, read_warm_start, warm_start
@@ -298,7 +299,9 @@ def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplit
     # With a searcher and no ConcurrencyLimiter, Tune keeps one trial pending at a time: on a cluster each next
     # trial then waits for a warm worker to free up rather than starting one on an idle node, and short trials
     # all run on one node. Let as many trials wait to start as the cluster holds at once.
-    os.environ.setdefault(_PENDING_TRIALS_ENV, str(max_concurrent or _trials_that_fit(resources.cpus, resources.gpus)))
+    # Set for this run only (a second study in this process has its own cluster and limit); a user's value stays.
+    at_once = max_concurrent or _trials_that_fit(resources.cpus, resources.gpus)
+    pending = os.environ.get(_PENDING_TRIALS_ENV) or str(at_once)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": resources.cpus, "gpu": resources.gpus}),
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=remaining,
@@ -308,7 +311,8 @@ def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplit
             callbacks=[tune_callback(recorder)], verbose=0, failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    tuner.fit()
+    with environment({_PENDING_TRIALS_ENV: pending}):
+        tuner.fit()
 
 
 def _trials_that_fit(cpus: float, gpus: float) -> int:

@@ -32,7 +32,8 @@ from ._ray import (CONNECT_TIMEOUT_S, check_fits_local_ray, dashboard_line, envi
                    shutdown_ray)
 from ._recorder import Recorder, tune_callback
 from ._resume import RunError, check_run_dir, requeue_lost, take_run_lock
-from ._reuse import EarlierRun, ReuseIndex, data_description, read_reuse_index, read_warm_start, warm_start
+from ._reuse import (EarlierRun, ReuseIndex, data_description, read_earlier_run, read_reuse_index,
+                     read_warm_start, warm_start)
 from ._searcher import AskTellGridSampler, Reuse, Reused, ScreeningOptunaSearch, open_storage, prepare_resume
 from ._trackers import check_trackers, make_trackers
 from ._trial import objective_metric, run_trial
@@ -122,10 +123,7 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     previous = check_run_dir(study, run_dir, options.resume)
     if options.fixed is not None:
         options.fixed.check_resume(run_dir, options.resume)
-    try:
-        check_fits_local_ray(options.address, study.search.resources.cpus, study.search.resources.gpus)
-    except ValueError as error:
-        raise RunError(str(error)) from None
+    _check_trial_fits(study, options)
     if splits.source.get("embedded_sample"):
         print("note: training on the embedded CIFAR-10 sample (a few thousand images), not the full "
               "dataset; set data.root for real results", file=out)
@@ -191,6 +189,28 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     if live is not None and live.builds:
         print(live.summary(), file=out)
     return document
+
+
+def _check_trial_fits(study: space.Study, options: RunOptions) -> None:
+    """RunError when a trial asks a local Ray for more CPUs or GPUs than this machine has."""
+    try:
+        check_fits_local_ray(options.address, study.search.resources.cpus, study.search.resources.gpus)
+    except ValueError as error:
+        raise RunError(str(error)) from None
+
+
+def check_before_a_dry_run(study: space.Study, options: RunOptions) -> list[str]:
+    """What a real run checks before it writes anything, short of loading the data. An earlier run (--reuse,
+    search.reuse, search.warm_start) that cannot be read is a RunError. A trial that a local Ray on this machine
+    could not hold is a note, not an error: a dry run here may be planning a run on a GPU cluster."""
+    for path in [*study.search.reuse, *options.reuse]:
+        read_earlier_run(path, f"--reuse {path}", options.run_dir)
+    read_warm_start(study, options.run_dir)
+    try:
+        _check_trial_fits(study, options)
+    except RunError as error:
+        return [f"note: a run here without --address would be refused: {error}"]
+    return []
 
 
 def _earlier_runs(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits,

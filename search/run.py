@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import space
 
     from . import datasets
-    from ._runner import RunError, RunOptions, run_study
+    from ._runner import RunError, RunOptions, check_before_a_dry_run, run_study
 
     # Flags first, dry run or not: a bad one is refused before the study is read.
     if not 0 <= args.samples <= MAX_SAMPLES:
@@ -81,18 +81,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
         return 0
-    if args.dry_run:
-        print(space.dry_run_report(study, samples=args.samples))
-        return 0
-    if not args.connect_timeout > 0 or args.connect_timeout == float("inf"):
-        print(f"error: --connect-timeout: got {args.connect_timeout:g}; allowed: a number of seconds > 0",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
     run_dir = Path(args.out) if args.out else Path("runs") / study.name
     options = RunOptions(run_dir=run_dir, resume=args.resume, address=args.address,
                          max_concurrent=args.max_concurrent, dashboard=not args.no_dashboard,
                          report=not args.no_report, connect_timeout=args.connect_timeout,
                          log=tuple(args.log), reuse=tuple(args.reuse))
+    if args.dry_run:
+        print(space.dry_run_report(study, samples=args.samples))
+        try:
+            for note in check_before_a_dry_run(study, options):
+                print(note)
+        except RunError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return 0
+    if not args.connect_timeout > 0 or args.connect_timeout == float("inf"):
+        print(f"error: --connect-timeout: got {args.connect_timeout:g}; allowed: a number of seconds > 0",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         document = run_study(study, options, out=sys.stdout)  # the stdout of now, which a test may have replaced
     except (RunError, space.StudyError, datasets.DatasetError) as error:

@@ -59,6 +59,15 @@ def test_a_trial_that_this_machine_cannot_hold_is_one_line_before_anything_is_wr
     assert not out.exists()
 
 
+@pytest.mark.skipif(not CPU_ONLY, reason="needs a machine without a CUDA device")
+def test_a_dry_run_notes_a_trial_this_machine_cannot_hold_without_refusing_it(capsys):
+    """A dry run on a laptop may be planning a GPU cluster's run: a note, exit 0."""
+    result = call_main(run.main, [str(SMOKE), "--dry-run", "--set", "search.resources.gpus=0.25"], capsys)
+    assert result.returncode == 0, result.stderr
+    assert "note: a run here without --address would be refused: search.resources.gpus: got 0.25 per trial" \
+        in result.stdout
+
+
 def test_pick_device_is_the_one_check():
     assert train.pick_device("cpu") == torch.device("cpu")
     assert train.pick_device(None).type in ("cpu", "cuda")

@@ -156,6 +156,13 @@ def test_bad_reuse_folders_are_one_line_and_status_2(tmp_path: Path, capsys: pyt
         read_earlier_run(damaged, "--reuse x", this_run=damaged)
 
 
+def test_a_dry_run_refuses_a_bad_reuse_folder_as_the_run_would(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing"
+    line = call_main(search_run.main, [str(SMOKE), "--dry-run", "--reuse", str(missing)], capsys).bad_input_line()
+    assert line == f"error: --reuse {missing}: no such folder"
+
+
 def test_warm_start_refusals_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     gone = tmp_path / "gone"
     study_files = {}

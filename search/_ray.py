@@ -223,28 +223,41 @@ def stop_ray_left_by(holder: dict[str, Any] | None) -> int:
     import ray
 
     ray_dir = str(Path(ray.__file__).parent)
+    # Found again while they stop: a raylet in its last moments may still start a worker.
+    left = _parts_of(session_dir, node_id, ray_dir)
+    stopped: set[int] = set()
+    deadline = time.monotonic() + _STOP_GRACE_S
+    while left and time.monotonic() < deadline:
+        for pid in left - stopped:
+            _signal(pid, signal.SIGTERM)
+        stopped |= left
+        time.sleep(0.2)
+        left = _parts_of(session_dir, node_id, ray_dir)
+    for pid in left:
+        _signal(pid, signal.SIGKILL)
+    stopped |= left
+    # SIGKILL is delivered, not waited for: wait until they are gone, so the caller finds none of them.
+    deadline = time.monotonic() + _STOP_GRACE_S
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = {pid for pid in left if _exists(pid)}
+    return len(stopped)
+
+
+def _parts_of(session_dir: str, node_id: str, ray_dir: str) -> set[int]:
+    """The live processes of this user that are part of that Ray (see stop_ray_left_by), not this one or its own."""
     mine = _processes_of_this_user()
-    left = {pid for pid in mine if _is_part_of(pid, session_dir, node_id, ray_dir)}
+    found = {pid for pid in mine if _is_part_of(pid, session_dir, node_id, ray_dir)}
     children: dict[int, list[int]] = {}
     for pid, parent in mine.items():
         children.setdefault(parent, []).append(pid)
-    stack = list(left)
+    stack = list(found)
     while stack:
         for child in children.get(stack.pop(), []):
-            if child not in left:
-                left.add(child)
+            if child not in found:
+                found.add(child)
                 stack.append(child)
-    left -= _this_process_and_ancestors()
-    stopped = len(left)
-    for pid in left:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_GRACE_S
-    while left and time.monotonic() < deadline:
-        time.sleep(0.2)
-        left = {pid for pid in left if _exists(pid)}
-    for pid in left:
-        _signal(pid, signal.SIGKILL)
-    return stopped
+    return {pid for pid in found - _this_process_and_ancestors() if _exists(pid)}
 
 
 def _processes_of_this_user() -> dict[int, int]:

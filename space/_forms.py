@@ -9,7 +9,12 @@ it. The section models that use them live in `_schema`.
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import math
+import sys
+from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar, Union
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator,
@@ -136,9 +141,43 @@ class StrictModel(BaseModel):
 
     # strict: `epochs: "5"` or `flip: "yes"` is a mistake to report, not to coerce;
     # frozen: a validated study never changes; no inf/nan in any number;
-    # a field's docstring is its description in the JSON Schema and docs/STUDY_REFERENCE.md.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False,
-                              use_attribute_docstrings=True)
+    # a field's docstring is its description in the JSON Schema and docs/STUDY_REFERENCE.md, read by
+    # `attribute_docstrings` when the schema is made. pydantic's use_attribute_docstrings would read them at
+    # import: on Python < 3.13 it walks the import's frames through inspect.getmodule, which scans every
+    # loaded module per frame (1.5 s of each driver's and each Ray trial worker's start, with torch loaded).
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+@functools.cache
+def _module_tree(path: str) -> ast.Module:
+    return ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+
+
+def _class_node(cls: type) -> ast.ClassDef | None:
+    """The `class` statement of `cls` in its module's source; None for a class made at run time (Choice[int])."""
+    module = sys.modules.get(cls.__module__)
+    if module is None or not getattr(module, "__file__", None) or "<" in cls.__qualname__:
+        return None
+    scope: Any = _module_tree(module.__file__)
+    for name in cls.__qualname__.split("."):
+        scope = next((node for node in scope.body if isinstance(node, ast.ClassDef) and node.name == name), None)
+        if scope is None:
+            return None
+    return scope
+
+
+def attribute_docstrings(cls: type) -> dict[str, str]:
+    """Each field of `cls` -> its docstring: the string written on the line after `field: type = ...` in the
+    class body, or in the nearest base class that declares the field."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's docstring replaces its base's
+        node = _class_node(klass) if issubclass(klass, StrictModel) else None
+        for statement, following in zip(node.body, node.body[1:]) if node else ():
+            if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)):
+                docs[statement.target.id] = inspect.cleandoc(following.value.value)
+    return docs
 
 
 Level = TypeVar("Level")

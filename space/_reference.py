@@ -29,7 +29,8 @@ from pydantic.json_schema import GenerateJsonSchema
 from models import BOTTLENECK_BLOCKS, ArchSpec, StageSpec
 
 from ._errors import FieldPath, Problem, StudyError, dotted
-from ._forms import CHOICE, FLOAT_RANGE, FORM_SYNTAX, INT_RANGE, UNKNOWN_FORM, Choice, FloatRange, IntRange
+from ._forms import (CHOICE, FLOAT_RANGE, FORM_SYNTAX, INT_RANGE, UNKNOWN_FORM, Choice, FloatRange, IntRange,
+                     attribute_docstrings)
 from ._overrides import _parse_path
 from ._schema import BOTTLENECK_ONLY, DATASET_CLASSES, StudyModel
 from ._study import Study
@@ -56,6 +57,18 @@ class _StudySchemaGenerator(GenerateJsonSchema):
 
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
+
+    def model_schema(self, schema: Any) -> dict[str, Any]:
+        """Each field's docstring is its description, unless the field gives one itself."""
+        json_schema = super().model_schema(schema)
+        model = schema["cls"]
+        docstrings = attribute_docstrings(model)
+        properties = json_schema.get("properties", {})
+        for name, field in model.model_fields.items():
+            shown = properties.get(field.alias or name)
+            if shown is not None and name in docstrings and field.description is None:
+                shown["description"] = docstrings[name]
+        return json_schema
 
 
 def _form_key(node: Any) -> str | None:

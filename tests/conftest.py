@@ -34,6 +34,15 @@ import pytest
 
 from commands import ROOT, SMOKE, SmokeRun, module_env
 
+# Each pytest-xdist worker, and every program it starts, gets its share of the cores for torch's (OpenMP's)
+# threads. Left alone, each of two workers runs one thread per core, four on two cores, and OpenMP threads
+# spin while they wait: the models tests spent twice the CPU time, and took twice as long.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+    if "torch" in sys.modules:  # read OMP_NUM_THREADS when it was imported: tell it
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 LR_RUN_ARGS = ("--set", "train.lr=0.05", "--log", "tensorboard", "--no-dashboard")
 
 

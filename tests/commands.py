@@ -37,11 +37,12 @@ class CliResult(NamedTuple):
 
 
 class SmokeRun(NamedTuple):
-    """The finished run folder of `python -m search.run studies/smoke.yaml`, and what the command printed."""
+    """The finished run folder of a real run of the smoke study, and what its command printed."""
 
     run_dir: Path
     stdout: str
     live_pages: tuple[str, ...] = ()  # each distinct report.html seen "in progress" while it ran
+    command: str = ""  # as the user typed it, in the folder above run_dir's runs/ (or with --out run_dir)
 
 
 def module_env(**extra: str) -> dict[str, str]:

@@ -1,12 +1,14 @@
 """Fixtures every test package shares: two real runs of the smoke study per session.
 
-Starting Ray costs 15-20 s on 2 cores, so the runner trains studies/smoke.yaml
+Starting Ray costs 15-20 s on 2 cores, so the runner trains the smoke study
 for real once, as a user runs it, and every test that only reads a finished
 run folder reads that one, or a copy where it changes the folder:
 
-- `smoke_run` is `python -m search.run studies/smoke.yaml --out DIR`: local
-  Ray with its dashboard, the live report watched while it runs (each page
-  that says "in progress" is kept), the report at the end.
+- `smoke_run` is the real run of the tutorial (docs/WRITING_STUDIES.md, step 5):
+  in a copy of the checkout, after the tutorial's steps before it,
+  `python -m search.run studies/my_ablation.yaml`, the smoke study under a
+  new name and question. Local Ray with its dashboard, the live report watched
+  while it runs (each page that says "in progress" is kept), the report at the end.
 - `smoke_lr_run` is the same study with `--set train.lr=0.05` and
   `--log tensorboard`: the second run of reports.compare's "two runs that
   differ in train.lr".
@@ -23,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,8 +34,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+import yaml
 
-from commands import ROOT, SMOKE, SmokeRun, module_env
+import tutorial
+from commands import ROOT, SMOKE, SmokeRun
 
 # Each pytest-xdist worker, and every program it starts, gets its share of the cores for torch's (OpenMP's)
 # threads. Left alone, each of two workers runs one thread per core, four on two cores, and OpenMP threads
@@ -77,16 +82,14 @@ def _once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[P
         if not record.is_file():
             made = make(folder)
             record.write_text(json.dumps({"run_dir": str(made.run_dir), "stdout": made.stdout,
-                                          "live_pages": list(made.live_pages)}))
+                                          "live_pages": list(made.live_pages), "command": made.command}))
     saved = json.loads(record.read_text())
-    return SmokeRun(Path(saved["run_dir"]), saved["stdout"], tuple(saved["live_pages"]))
+    return SmokeRun(Path(saved["run_dir"]), saved["stdout"], tuple(saved["live_pages"]), saved["command"])
 
 
 def _run_watching_the_report(command: list[str], cwd: Path, report: Path) -> tuple[int, str, tuple[str, ...]]:
     """Run `command` to its end; its exit status, output, and each distinct report.html seen "in progress"."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    process = subprocess.Popen(command, cwd=cwd, env=module_env(PATH=path, PYTHONPATH=python_path),
+    process = subprocess.Popen(command, cwd=cwd, env=tutorial.shell_environment(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     live: list[str] = []
     try:
@@ -103,20 +106,26 @@ def _run_watching_the_report(command: list[str], cwd: Path, report: Path) -> tup
 
 
 def _smoke_run(folder: Path) -> SmokeRun:
-    run_dir = folder / "smoke"
-    returncode, output, live = _run_watching_the_report(
-        [sys.executable, "-m", "search.run", str(SMOKE), "--out", str(run_dir)], ROOT, run_dir / "report.html")
+    checkout = tutorial.checkout_copy(folder / "checkout")
+    run = tutorial.the_run(checkout)
+    study_file = checkout / shlex.split(run.text)[3]
+    # The tests that read this run count on the smoke study's trials; the tutorial has renamed it and asked
+    # its own question, and changed nothing else.
+    study, smoke = yaml.safe_load(study_file.read_text()), yaml.safe_load(SMOKE.read_text())
+    assert {**study, "name": smoke["name"], "question": smoke["question"]} == smoke, \
+        f"the tutorial's real run ({run.text}) is no longer the smoke study under another name"
+    run_dir = checkout / "runs" / study["name"]
+    returncode, output, live = _run_watching_the_report(["bash", "-c", run.text], checkout, run_dir / "report.html")
     assert returncode == 0, output
-    return SmokeRun(run_dir, output, live)
+    return SmokeRun(run_dir, output, live, run.text)
 
 
 def _lr_run(folder: Path) -> SmokeRun:
     run_dir = folder / "smoke_lr05"
-    returncode, output, live = _run_watching_the_report(
-        [sys.executable, "-m", "search.run", str(SMOKE), "--out", str(run_dir), *LR_RUN_ARGS], ROOT,
-        run_dir / "report.html")
+    command = [sys.executable, "-m", "search.run", str(SMOKE), "--out", str(run_dir), *LR_RUN_ARGS]
+    returncode, output, live = _run_watching_the_report(command, ROOT, run_dir / "report.html")
     assert returncode == 0, output
-    return SmokeRun(run_dir, output, live)
+    return SmokeRun(run_dir, output, live, shlex.join(command))
 
 
 def _require_slow(request: pytest.FixtureRequest) -> None:

@@ -1,4 +1,4 @@
-"""The runner on one real two-node Ray cluster: spread over nodes, SIGTERM, kill -9 and resume, ASHA, reuse, retrain.
+"""The runner on one real two-node Ray cluster: spread over nodes, kill -9 and resume, ASHA, reuse, retrain.
 
 `ray start --head` plus a second node, once for this module; each run joins it
 with --address, which costs a few seconds where starting a local Ray costs
@@ -203,26 +203,20 @@ def _stop_after(driver: subprocess.Popen[str], signum: int, trials: int = 1) -> 
     return output, driver.returncode
 
 
-def test_sigterm_then_kill_9_then_resume_lose_nothing(cluster: Cluster, tmp_path: Path) -> None:
-    """SIGTERM ends a run like Ctrl-C; a resumed run is then killed with -9 and resumed again. One learning rate
-    diverges, so a failed trial is kept and resumed past."""
+def test_kill_9_then_resume_lose_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    """A driver killed with -9 once a trial is recorded, resumed: every trial once, nothing recorded lost. One
+    learning rate diverges, so a failed trial is kept and resumed past. (SIGTERM, which ends a run like
+    Ctrl-C, is tested on a local run in test_run_folder_safety.)"""
     run_dir = tmp_path / "stopped"
     # Weight decay 1 makes lr 10 blow up (each step multiplies the weights by about 1 - lr * wd = -9) within
     # the 64 steps of two epochs; at lr 0.05 it only shrinks them.
     args = [str(SMOKE), "--out", str(run_dir), *QUIET, *LONGER_TRIALS, "--set", "data.synthetic_train=2048",
             "--set", "space.shortcut=B", "--set", "train.lr={choice: [0.05, 10.0]}", "--set", "train.weight_decay=1.0"]
-    # SIGTERM: the tables and run.json are written, and the user is told how to continue.
-    output, status = _stop_after(_start_driver(cluster, *args, *ONE_AT_A_TIME), signal.SIGTERM)
-    assert status == 130, output
-    assert "the study is not finished; continue with:" in output and "--resume" in output
-    run = json.loads((run_dir / "run.json").read_text())
-    assert run["finished"] is None and sum(run["trial_counts"].values()) >= 1
-    assert len(_results(run_dir)) == sum(run["trial_counts"].values())
-    # kill -9 of the resumed driver: no clean shutdown (the cluster ends the dead driver's trials).
-    output, status = _stop_after(_start_driver(cluster, *args, "--resume", *ONE_AT_A_TIME), signal.SIGKILL)
+    # kill -9: no clean shutdown (the cluster ends the dead driver's trials).
+    output, status = _stop_after(_start_driver(cluster, *args, *ONE_AT_A_TIME), signal.SIGKILL)
     assert status == -signal.SIGKILL, output
     before = _results(run_dir)
-    assert 2 <= len(before) < 4
+    assert 1 <= len(before) < 4
     result = _run(cluster, *args, "--resume")
     assert "resuming smoke:" in result.stdout
     after = _results(run_dir)
@@ -240,7 +234,7 @@ def test_sigterm_then_kill_9_then_resume_lose_nothing(cluster: Cluster, tmp_path
     # The Optuna storage agrees with the table on every trial in it.
     storage = _storage_status(run_dir)
     assert {trial: storage[trial] for trial in after["trial_id"]} == after.set_index("trial_id")["status"].to_dict()
-    assert json.loads((run_dir / "run.json").read_text())["attempts"] == 3
+    assert json.loads((run_dir / "run.json").read_text())["attempts"] == 2
 
 
 @pytest.fixture(scope="module")

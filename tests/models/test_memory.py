@@ -148,7 +148,7 @@ _PEAK_SCRIPT = textwrap.dedent("""\
     params = list(model.parameters())
     step = (torch.optim.SGD(params, lr=0.01, momentum=0.9) if optimizer == "sgd"
             else torch.optim.AdamW(params, lr=1e-3))
-    for _ in range(3):  # as search.train.fit: zero_grad(set_to_none), backward, step
+    for _ in range(2):  # as search.train.fit; the second step holds weights, gradients and optimizer state at once
         loss = F.cross_entropy(model(x), y)
         step.zero_grad(set_to_none=True)
         loss.backward()

@@ -39,9 +39,10 @@ pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).parent / "ray")
 QUIET = ["--no-report"]
-# Trials of a second or two, one at a time: a signal sent as the first one is
-# recorded lands while others remain. --max-concurrent is a flag, not a study
-# field, so a resume may leave it out.
+# Trials of a second or two. One at a time where the nodes' spread is not what
+# is tested: a signal sent as the first one is recorded lands while others
+# remain, and one Ray worker serves every trial (a second costs seconds of
+# start-up). --max-concurrent is a flag, not a study field, so a resume may leave it out.
 LONGER_TRIALS = ["--set", "train.epochs=2", "--set", "data.synthetic_train=1024"]
 ONE_AT_A_TIME = ["--max-concurrent", "1"]
 # Eight trials of about a second: the runner lets Tune start a worker on each node at once (rather than
@@ -217,7 +218,7 @@ def test_kill_9_then_resume_lose_nothing(cluster: Cluster, tmp_path: Path) -> No
     assert status == -signal.SIGKILL, output
     before = _results(run_dir)
     assert 1 <= len(before) < 4
-    result = _run(cluster, *args, "--resume")
+    result = _run(cluster, *args, "--resume", *ONE_AT_A_TIME)
     assert "resuming smoke:" in result.stdout
     after = _results(run_dir)
     # Every (learning rate, seed) exactly once among the finished trials.
@@ -257,7 +258,7 @@ def test_trials_that_do_not_match_train_and_the_others_are_reused(cluster: Clust
     # A fifth seed: its two trials match nothing and train through Ray Tune; the eight of seeds 0-3 do not.
     run_dir = tmp_path / "five_seeds"
     result = _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *TWO_AT_ONCE, "--reuse", str(two_node_run),
-                  "--set", "search.seeds=[0, 1, 2, 3, 4]")
+                  "--set", "search.seeds=[0, 1, 2, 3, 4]", *ONE_AT_A_TIME)
     results = runfolder.read_results(run_dir)
     assert len(results) == 10 and set(results["status"]) == {"complete"}
     reused = results[results[runfolder.REUSED_FROM] != ""]
@@ -272,7 +273,8 @@ def test_trials_that_do_not_match_train_and_the_others_are_reused(cluster: Clust
 
 def test_asha_prunes_on_val_acc_and_every_record_agrees(cluster: Cluster, tmp_path: Path) -> None:
     run_dir = tmp_path / "asha"
-    _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, "--set", "search.scheduler=asha",
+    # One trial at a time: each is judged at a rung against those before it, in the grid's order.
+    _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *ONE_AT_A_TIME, "--set", "search.scheduler=asha",
          "--set", "train.epochs=4", "--set", "search.seeds=[0, 1, 2, 3]",
          "--set", "search.asha={grace_period: 1, reduction_factor: 2}")
     results = _results(run_dir).set_index("trial_id")
@@ -292,7 +294,7 @@ def test_retrain_on_the_cluster_survives_kill_9_and_resume(cluster: Cluster, two
     """Top 2 x 3 seeds through the cluster; SIGKILL once a run is durable; --resume finishes every run exactly once."""
     smoke_copy = Path(shutil.copytree(two_node_run, tmp_path / "run"))
     command = [sys.executable, "-m", "search.retrain", str(smoke_copy), "--top", "2", "--seeds", "3",
-               "--set", "train.epochs=3", "--no-dashboard", "--no-report", "--address", cluster.address]
+               "--set", "train.epochs=3", "--no-dashboard", "--no-report", "--address", cluster.address, *ONE_AT_A_TIME]
     environment = module_env(PYTHONPATH=str(ROOT), **cluster.env)
     driver = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)

@@ -25,14 +25,15 @@ SYNTHETIC = DataSettings(dataset="synthetic", synthetic_train=256, synthetic_tes
 
 
 def test_short_real_training_beats_chance_clearly() -> None:
-    """Two epochs of a narrow ResNet-8 on 4.5k real CIFAR-10 images: well above the 10% of chance (35% measured)."""
+    """Two epochs of a narrow (8-16-32) ResNet-8 on 4.5k real CIFAR-10 images: well above the 10% of chance
+    (31% test, 33% validation measured; twice as wide gives 35% in 2.5 times the time)."""
     if not MINI.exists():
         pytest.fail(f"the real CIFAR-10 mini set is missing at {MINI} (CI has ../shared beside the repo)")
     data = DataSettings(root=str(MINI))
-    spec = ArchSpec(stages=(StageSpec(1, 16, 1), StageSpec(1, 32, 2), StageSpec(1, 64, 2)),
-                    stem="cifar", stem_width=16, shortcut="A", num_classes=10)
+    spec = ArchSpec(stages=(StageSpec(1, 8, 1), StageSpec(1, 16, 2), StageSpec(1, 32, 2)),
+                    stem="cifar", stem_width=8, shortcut="A", num_classes=10)
     epochs = []
-    result = fit(spec, TrainSettings(epochs=2, batch_size=64, lr=0.05, schedule="cosine"), data,
+    result = fit(spec, TrainSettings(epochs=2, batch_size=64, lr=0.1, schedule="cosine"), data,
                  report=epochs.append)
     assert result["status"] == "complete"
     assert [e["epoch"] for e in epochs] == [1, 2]

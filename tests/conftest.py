@@ -9,15 +9,17 @@ run folder reads that one, or a copy where it changes the folder:
   `python -m search.run studies/my_ablation.yaml`, the smoke study under a
   new name and question. Local Ray with its dashboard, the live report watched
   while it runs (each page that says "in progress" is kept), the report at the end.
-- `smoke_lr_run` is the same study with `--set train.lr=0.05` and
-  `--log tensorboard`: the second run of reports.compare's "two runs that
-  differ in train.lr".
+- `cluster_run` is the smoke study at `train.lr=0.05`, with longer trials and
+  four seeds, `--log tensorboard`, on the session's two-node Ray cluster
+  (tests/cluster.py, the `cluster` fixture): the earlier run that retrain and
+  reuse build on in tests/search/test_cluster.py, and the second run of
+  reports.compare's "two real runs that differ in train.lr".
 
 Tests that use them must be marked `slow`, so that `-m "not slow"` never starts
-Ray. `make test` runs the suite on two pytest-xdist workers (`--dist
+Ray. `make test` runs the suite on pytest-xdist workers (`--dist
 loadscope`: a module's tests stay on one worker, so the two-node cluster of
-tests/search/test_cluster.py starts once). The two workers share each run: the
-first to need it trains it under a file lock, and the other reads it.
+tests/search/test_cluster.py starts once). The workers share each run: the
+first to need it trains it under a file lock, and the others read it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
+import cluster as cluster_module
 import tutorial
 from commands import ROOT, SMOKE, SmokeRun
 
@@ -48,22 +51,51 @@ if _WORKERS > 1:
     if "torch" in sys.modules:  # read OMP_NUM_THREADS when it was imported: tell it
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-LR_RUN_ARGS = ("--set", "train.lr=0.05", "--log", "tensorboard", "--no-dashboard")
+# Eight trials of about a second: the runner lets Tune start a worker on each node at once (rather than one
+# pending trial at a time, which short trials would keep on the head node's warm worker).
+CLUSTER_RUN_ARGS = ("--set", "train.epochs=2", "--set", "data.synthetic_train=1024", "--set",
+                    "search.seeds=[0, 1, 2, 3]", "--set", "train.lr=0.05", "--log", "tensorboard", "--no-report")
 
 
 CLUSTER_MODULE = "tests/search/test_cluster.py"
 
 
+SHARED_RUNS = ("smoke_run", "cluster_run")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest modules first: the two-node cluster's (minutes, one after another on one worker), then those
-    that start a local Ray; xdist hands modules out in this order, so the quick ones fill in beside them."""
-    slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow") is not None}
+    """Modules in the order xdist should hand them out (`make test` passes --no-loadscope-reorder, which keeps it).
 
-    def order(item: pytest.Item) -> int:
-        module = item.nodeid.split("::")[0]
-        return 0 if module == CLUSTER_MODULE else 1 if module in slow_modules else 2
+    The two-node cluster's module first (minutes, one test after another on one
+    worker); then, for each shared run, a module that needs only that run, so
+    that the runs train at once on different workers instead of one worker
+    waiting for the other's; then the other modules that start Ray; then the
+    quick ones, most tests first, to fill in beside them. Within a module, the
+    tests that start Ray come first.
+    """
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
 
-    items.sort(key=order)  # stable: the order within each module stays
+    def slow(item: pytest.Item) -> bool:
+        return item.get_closest_marker("slow") is not None
+
+    runs_used: dict[str, set[str]] = {}
+    tests: dict[str, int] = {}  # in the order collected
+    for item in items:
+        tests[module(item)] = tests.get(module(item), 0) + 1
+        if slow(item):
+            runs_used.setdefault(module(item), set()).update(set(item.fixturenames) & set(SHARED_RUNS))
+    builders = [next((m for m, used in runs_used.items() if used == {run}), None) for run in SHARED_RUNS]
+
+    collected = {name: index for index, name in enumerate(tests)}
+
+    def order(item: pytest.Item) -> tuple[int, int, int, int]:
+        name = module(item)
+        rank = (0 if name == CLUSTER_MODULE else 1 if name in builders
+                else 2 if name in runs_used and not runs_used[name] else 3 if name in runs_used else 4)
+        return rank, -tests[name] if rank == 4 else 0, collected[name], 0 if slow(item) else 1
+
+    items.sort(key=order)  # stable: the tests of one module keep their order, the slow ones first
 
 
 def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -72,19 +104,25 @@ def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def _once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], SmokeRun]) -> SmokeRun:
+def _once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], dict]) -> dict:
     """`make(folder)` the first time any worker asks for `name`; every later ask reads what it recorded."""
     folder = _shared_root(tmp_path_factory) / name
     folder.mkdir(exist_ok=True)
     record = folder / "fixture.json"
     with open(folder / "fixture.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits here while the run trains
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait here while it is made
         if not record.is_file():
-            made = make(folder)
-            record.write_text(json.dumps({"run_dir": str(made.run_dir), "stdout": made.stdout,
-                                          "live_pages": list(made.live_pages), "command": made.command}))
-    saved = json.loads(record.read_text())
-    return SmokeRun(Path(saved["run_dir"]), saved["stdout"], tuple(saved["live_pages"]), saved["command"])
+            record.write_text(json.dumps(make(folder)))
+    return json.loads(record.read_text())
+
+
+def _smoke_run_record(run: SmokeRun) -> dict:
+    return {"run_dir": str(run.run_dir), "stdout": run.stdout, "live_pages": list(run.live_pages),
+            "command": run.command}
+
+
+def _smoke_run_from(record: dict) -> SmokeRun:
+    return SmokeRun(Path(record["run_dir"]), record["stdout"], tuple(record["live_pages"]), record["command"])
 
 
 def _run_watching_the_report(command: list[str], cwd: Path, report: Path) -> tuple[int, str, tuple[str, ...]]:
@@ -120,12 +158,15 @@ def _smoke_run(folder: Path) -> SmokeRun:
     return SmokeRun(run_dir, output, live, run.text)
 
 
-def _lr_run(folder: Path) -> SmokeRun:
+def _cluster_run(cluster: cluster_module.Cluster, folder: Path) -> SmokeRun:
     run_dir = folder / "smoke_lr05"
-    command = [sys.executable, "-m", "search.run", str(SMOKE), "--out", str(run_dir), *LR_RUN_ARGS]
-    returncode, output, live = _run_watching_the_report(command, ROOT, run_dir / "report.html")
-    assert returncode == 0, output
-    return SmokeRun(run_dir, output, live, shlex.join(command))
+    command = [sys.executable, "-m", "search.run", str(SMOKE), "--out", str(run_dir), *CLUSTER_RUN_ARGS,
+               "--address", cluster.address]
+    with cluster_module.exclusive(cluster):  # two trials at once land on the two nodes
+        done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, timeout=600,
+                              env=tutorial.shell_environment() | cluster.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return SmokeRun(run_dir, done.stdout, (), shlex.join(command))
 
 
 def _require_slow(request: pytest.FixtureRequest) -> None:
@@ -135,19 +176,45 @@ def _require_slow(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def _smoke_run_once(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    return _once(tmp_path_factory, "smoke", _smoke_run)
+    return _smoke_run_from(_once(tmp_path_factory, "smoke", lambda folder: _smoke_run_record(_smoke_run(folder))))
 
 
 @pytest.fixture(scope="session")
-def _smoke_lr_run_once(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    return _once(tmp_path_factory, "smoke-lr", _lr_run)
+def _cluster_once(tmp_path_factory: pytest.TempPathFactory) -> cluster_module.Cluster:
+    # Stopped by pytest_sessionfinish of the process that runs the session (xdist's controller), after every
+    # worker is done with it.
+    return cluster_module.Cluster.from_json(_once(tmp_path_factory, "cluster",
+                                                  lambda folder: cluster_module.start().to_json()))
+
+
+@pytest.fixture(scope="session")
+def _cluster_run_once(tmp_path_factory: pytest.TempPathFactory, _cluster_once: cluster_module.Cluster) -> SmokeRun:
+    return _smoke_run_from(_once(tmp_path_factory, "cluster-run",
+                                 lambda folder: _smoke_run_record(_cluster_run(_cluster_once, folder))))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller stops the cluster after all
+        return
+    # The folder the session's workers share (xdist gives each worker a folder in it).
+    record = session.config._tmp_path_factory.getbasetemp() / "cluster" / "fixture.json"
+    if record.is_file():
+        cluster_module.stop(cluster_module.Cluster.from_json(json.loads(record.read_text())))
 
 
 @pytest.fixture
-def smoke_lr_run(request: pytest.FixtureRequest) -> SmokeRun:
-    """The session's second real smoke run (train.lr 0.05, TensorBoard on), to read only."""
+def cluster(request: pytest.FixtureRequest) -> cluster_module.Cluster:
+    """The session's two-node Ray cluster (tests/cluster.py); hold `exclusive(cluster)` while drivers run."""
     _require_slow(request)
-    return request.getfixturevalue("_smoke_lr_run_once")
+    return request.getfixturevalue("_cluster_once")
+
+
+@pytest.fixture
+def cluster_run(request: pytest.FixtureRequest) -> SmokeRun:
+    """The session's run on the two-node cluster, to read only: the smoke study at train.lr 0.05 with longer
+    trials (two epochs of 1,024 images), seeds 0-3 (eight trials) and TensorBoard on."""
+    _require_slow(request)
+    return request.getfixturevalue("_cluster_run_once")
 
 
 @pytest.fixture

@@ -216,14 +216,16 @@ def test_the_page_renders_and_names_train_lr(lr_runs, tmp_path, compare_cli):
 
 
 @pytest.mark.slow
-def test_two_real_smoke_runs_that_differ_in_lr_compare_in_a_browser(smoke_run, smoke_lr_run, tmp_path):
+def test_two_real_smoke_runs_that_differ_in_lr_compare_in_a_browser(smoke_run, cluster_run, tmp_path):
     require_chromium()
-    second = smoke_lr_run.run_dir  # the session's second real run: train.lr 0.05, the rest as smoke_run
+    # The session's two real runs of the smoke study: train.lr 0.1 and 0.05 (the second also trains longer, on
+    # two more seeds, and on the two-node cluster).
+    second = cluster_run.run_dir
     out = tmp_path / "compare.html"
     result = run_module("reports.compare", str(smoke_run.run_dir), str(second), "--out", str(out))
     assert result.returncode == 0, result.stderr
     seen = render(out)
     _assert_renders(out, seen)
     assert seen["keyed"]["differs.study.yaml.train.lr"] == "train.lr"
-    assert seen["keyed"]["pooled.smoke_lr05.n"] == "4"  # 2 shortcuts x 2 seeds, trained in both
+    assert seen["keyed"]["pooled.smoke_lr05.n"] == "4"  # 2 shortcuts x seeds 0 and 1, trained in both
     assert np.isfinite(float(seen["keyed"]["pooled.smoke_lr05.diff"]))

@@ -1,28 +1,21 @@
-"""The runner on one real two-node Ray cluster: spread over nodes, kill -9 and resume, ASHA, reuse, retrain.
+"""The runner on the session's real two-node Ray cluster: spread over nodes, kill -9 and resume, ASHA, reuse, retrain.
 
-`ray start --head` plus a second node, once for this module; each run joins it
-with --address, which costs a few seconds where starting a local Ray costs
-15-20 on 2 cores. The cluster has its own authentication token in its own
-temporary folder, so it needs nothing in ~/.ray and leaves nothing there, and
-only the processes this module started are stopped (never `ray stop`, which
-stops every Ray of the user).
+The cluster (tests/cluster.py) and its run (`cluster_run`: eight short trials
+on the two nodes) are the session's, shared with other modules (tests/conftest.py).
+Each test holds `exclusive(cluster)` while its drivers run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, NamedTuple
 
 import optuna
 import pandas as pd
@@ -31,13 +24,13 @@ import torch
 
 import models
 import runfolder
-from commands import ROOT, SMOKE, CliResult, module_env, run_module
+from cluster import Cluster, exclusive
+from commands import ROOT, SMOKE, CliResult, SmokeRun, module_env, run_module
 from search import retrain as retrain_module
 from test_retrain import _durable_runs, _restore_torch_threads  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
-RAY = str(Path(sys.executable).parent / "ray")
 QUIET = ["--no-report"]
 # Trials of a second or two. One at a time where the nodes' spread is not what
 # is tested: a signal sent as the first one is recorded lands while others
@@ -45,108 +38,7 @@ QUIET = ["--no-report"]
 # start-up). --max-concurrent is a flag, not a study field, so a resume may leave it out.
 LONGER_TRIALS = ["--set", "train.epochs=2", "--set", "data.synthetic_train=1024"]
 ONE_AT_A_TIME = ["--max-concurrent", "1"]
-# Eight trials of about a second: the runner lets Tune start a worker on each node at once (rather than
-# one pending trial at a time, which short trials would keep on the head node's warm worker).
-TWO_AT_ONCE = [*LONGER_TRIALS, "--set", "search.seeds=[0, 1, 2, 3]"]
 OPTUNA_STATUS = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned"}
-
-
-class Cluster(NamedTuple):
-    address: str
-    env: dict[str, str]  # what a driver needs to join: token mode and the path of the token
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _group_members(pgid: int) -> set[int]:
-    """PIDs of the live processes in process group `pgid` (Linux /proc)."""
-    members = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                state, _, group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
-            except (OSError, ValueError):  # gone meanwhile
-                continue
-            if int(group) == pgid and state != "Z":
-                members.add(int(entry.name))
-    return members
-
-
-def _mentions(pid: int, text: str) -> bool:
-    try:
-        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _stop_nodes(started: dict[int, set[int]], folder: Path, grace_s: float = 3.0) -> None:
-    """SIGTERM the processes of the nodes this module started, then SIGKILL those still there after `grace_s`.
-
-    Each `ray start` ran in a process group of its own, which its node's
-    processes keep (Ray's agents rewrite their command lines, so the group is
-    what finds them). `started` maps each group to its members just after the
-    start. A group counts only while one of those is still in it or one of its
-    processes names this module's temporary folder, so a recycled group id
-    cannot point at anything else; no other Ray of the user is touched.
-    """
-    pgids = list(started)
-    ours = set()
-    for pgid, first in started.items():
-        members = _group_members(pgid)
-        if members & first or any(_mentions(pid, str(folder)) for pid in members):
-            ours |= members
-
-    def signal_all(signum: int) -> None:
-        for pid in ours:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    signal_all(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while ours and time.monotonic() < deadline:
-        time.sleep(0.2)
-        ours &= set().union(*(_group_members(pgid) for pgid in pgids))
-    signal_all(signal.SIGKILL)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A head and a worker node of one CPU each on this machine, joined by a token of their own."""
-    # Short paths: Ray's unix socket paths must stay under 108 bytes.
-    folder = Path(tempfile.mkdtemp(prefix="rn", dir="/tmp"))
-    token = folder / "auth_token"
-    token.write_text(secrets.token_hex(32))  # as `ray get-auth-token --generate` makes one
-    token.chmod(0o600)
-    # Ray 2.60 authenticates cluster traffic: every node and every driver reads this token.
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    environment = module_env(**auth)
-    environment.pop("RAY_AUTH_TOKEN", None)
-    port = _free_port()
-    head = [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-            f"--temp-dir={folder / 'head'}", "--include-dashboard=false", f"--dashboard-port={_free_port()}",
-            f"--ray-client-server-port={_free_port()}", "--disable-usage-stats"]
-    worker = [RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-              f"--temp-dir={folder / 'worker'}", "--disable-usage-stats"]
-    groups: dict[int, set[int]] = {}
-    try:
-        for command in (head, worker):
-            # A session of its own: the node's processes keep its process group after `ray start` returns.
-            started = subprocess.Popen(command, env=environment, text=True, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-            groups[started.pid] = set()
-            output = started.communicate(timeout=180)[0]
-            assert started.returncode == 0, output
-            groups[started.pid] = _group_members(started.pid)
-        yield Cluster(f"127.0.0.1:{port}", auth)
-    finally:
-        _stop_nodes(groups, folder)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _results(run_dir: Path) -> pd.DataFrame:
@@ -213,12 +105,13 @@ def test_kill_9_then_resume_lose_nothing(cluster: Cluster, tmp_path: Path) -> No
     # the 64 steps of two epochs; at lr 0.05 it only shrinks them.
     args = [str(SMOKE), "--out", str(run_dir), *QUIET, *LONGER_TRIALS, "--set", "data.synthetic_train=2048",
             "--set", "space.shortcut=B", "--set", "train.lr={choice: [0.05, 10.0]}", "--set", "train.weight_decay=1.0"]
-    # kill -9: no clean shutdown (the cluster ends the dead driver's trials).
-    output, status = _stop_after(_start_driver(cluster, *args, *ONE_AT_A_TIME), signal.SIGKILL)
-    assert status == -signal.SIGKILL, output
-    before = _results(run_dir)
-    assert 1 <= len(before) < 4
-    result = _run(cluster, *args, "--resume", *ONE_AT_A_TIME)
+    with exclusive(cluster):
+        # kill -9: no clean shutdown (the cluster ends the dead driver's trials).
+        output, status = _stop_after(_start_driver(cluster, *args, *ONE_AT_A_TIME), signal.SIGKILL)
+        assert status == -signal.SIGKILL, output
+        before = _results(run_dir)
+        assert 1 <= len(before) < 4
+        result = _run(cluster, *args, "--resume", *ONE_AT_A_TIME)
     assert "resuming smoke:" in result.stdout
     after = _results(run_dir)
     # Every (learning rate, seed) exactly once among the finished trials.
@@ -238,27 +131,23 @@ def test_kill_9_then_resume_lose_nothing(cluster: Cluster, tmp_path: Path) -> No
     assert json.loads((run_dir / "run.json").read_text())["attempts"] == 2
 
 
-@pytest.fixture(scope="module")
-def two_node_run(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Eight short trials on the two nodes: the earlier run that retrain and reuse build on below."""
-    run_dir = tmp_path_factory.mktemp("two_nodes") / "run"
-    _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *TWO_AT_ONCE)
-    return run_dir
-
-
-def test_study_runs_across_two_nodes(two_node_run: Path) -> None:
-    results = _results(two_node_run)
+def test_study_runs_across_two_nodes(cluster_run: SmokeRun) -> None:
+    results = _results(cluster_run.run_dir)
     assert len(results) == 8 and set(results["status"]) == {"complete"}
     # One CPU per node and one per trial: two trials in flight run on different nodes.
     assert results["node_id"].nunique() == 2
 
 
-def test_trials_that_do_not_match_train_and_the_others_are_reused(cluster: Cluster, two_node_run: Path,
+def test_trials_that_do_not_match_train_and_the_others_are_reused(cluster: Cluster, cluster_run: SmokeRun,
                                                                    tmp_path: Path) -> None:
     # A fifth seed: its two trials match nothing and train through Ray Tune; the eight of seeds 0-3 do not.
     run_dir = tmp_path / "five_seeds"
-    result = _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *TWO_AT_ONCE, "--reuse", str(two_node_run),
-                  "--set", "search.seeds=[0, 1, 2, 3, 4]", *ONE_AT_A_TIME)
+    # The earlier run's study (as it ran: its --set values are in it) with a fifth seed.
+    with exclusive(cluster):
+        result = run_module("search.run", str(cluster_run.run_dir / "study.yaml"), "--out", str(run_dir), *QUIET,
+                            "--reuse", str(cluster_run.run_dir), "--set", "search.seeds=[0, 1, 2, 3, 4]", *ONE_AT_A_TIME,
+                            "--address", cluster.address, env=cluster.env)
+    assert result.returncode == 0, result.stdout + result.stderr
     results = runfolder.read_results(run_dir)
     assert len(results) == 10 and set(results["status"]) == {"complete"}
     reused = results[results[runfolder.REUSED_FROM] != ""]
@@ -266,7 +155,7 @@ def test_trials_that_do_not_match_train_and_the_others_are_reused(cluster: Clust
     assert sorted(reused["seed"]) == [0, 0, 1, 1, 2, 2, 3, 3] and sorted(trained["seed"]) == [4, 4]
     assert (trained["node_id"] != "").all()  # trained by a Ray worker
     by_key = ["factor.shortcut", "seed"]
-    before = runfolder.read_results(two_node_run).set_index(by_key).sort_index()
+    before = runfolder.read_results(cluster_run.run_dir).set_index(by_key).sort_index()
     assert (reused.set_index(by_key).sort_index()["test_acc"] == before["test_acc"]).all()
     assert "trials: 10 complete (8 reused from earlier runs)" in result.stdout
 
@@ -274,9 +163,10 @@ def test_trials_that_do_not_match_train_and_the_others_are_reused(cluster: Clust
 def test_asha_prunes_on_val_acc_and_every_record_agrees(cluster: Cluster, tmp_path: Path) -> None:
     run_dir = tmp_path / "asha"
     # One trial at a time: each is judged at a rung against those before it, in the grid's order.
-    _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *ONE_AT_A_TIME, "--set", "search.scheduler=asha",
-         "--set", "train.epochs=4", "--set", "search.seeds=[0, 1, 2, 3]",
-         "--set", "search.asha={grace_period: 1, reduction_factor: 2}")
+    with exclusive(cluster):
+        _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, *ONE_AT_A_TIME, "--set", "search.scheduler=asha",
+             "--set", "train.epochs=4", "--set", "search.seeds=[0, 1, 2, 3]",
+             "--set", "search.asha={grace_period: 1, reduction_factor: 2}")
     results = _results(run_dir).set_index("trial_id")
     assert len(results) == 8
     pruned, complete = results[results["status"] == "pruned"], results[results["status"] == "complete"]
@@ -289,33 +179,34 @@ def test_asha_prunes_on_val_acc_and_every_record_agrees(cluster: Cluster, tmp_pa
     assert _storage_status(run_dir) == results["status"].to_dict()
 
 
-def test_retrain_on_the_cluster_survives_kill_9_and_resume(cluster: Cluster, two_node_run: Path, tmp_path: Path,
+def test_retrain_on_the_cluster_survives_kill_9_and_resume(cluster: Cluster, cluster_run: SmokeRun, tmp_path: Path,
                                                            _restore_torch_threads: object) -> None:
     """Top 2 x 3 seeds through the cluster; SIGKILL once a run is durable; --resume finishes every run exactly once."""
-    smoke_copy = Path(shutil.copytree(two_node_run, tmp_path / "run"))
+    smoke_copy = Path(shutil.copytree(cluster_run.run_dir, tmp_path / "run"))
     command = [sys.executable, "-m", "search.retrain", str(smoke_copy), "--top", "2", "--seeds", "3",
                "--set", "train.epochs=3", "--no-dashboard", "--no-report", "--address", cluster.address, *ONE_AT_A_TIME]
     environment = module_env(PYTHONPATH=str(ROOT), **cluster.env)
-    driver = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        durable: list[dict] = []
-        while not durable and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-            durable = [row for log in smoke_copy.glob("retrain/*/trials.jsonl") for row in _durable_runs(log)]
-        os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the lock and the local Ray are left behind
-        output = driver.communicate()[0]
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-    assert durable, f"no retrain run became durable before the deadline:\n{output}"
-    (job_dir,) = (smoke_copy / "retrain").iterdir()
-    durable = _durable_runs(job_dir / "trials.jsonl")  # and those that finished while it was being killed
-    assert len(durable) < 6, "every run finished before the kill; give them more epochs"
-    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, env=environment, capture_output=True, text=True,
-                             timeout=300)
+    with exclusive(cluster):
+        driver = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 300
+            durable: list[dict] = []
+            while not durable and driver.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+                durable = [row for log in smoke_copy.glob("retrain/*/trials.jsonl") for row in _durable_runs(log)]
+            os.kill(driver.pid, signal.SIGKILL)  # no clean shutdown: the lock and the local Ray are left behind
+            output = driver.communicate()[0]
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+        assert durable, f"no retrain run became durable before the deadline:\n{output}"
+        (job_dir,) = (smoke_copy / "retrain").iterdir()
+        durable = _durable_runs(job_dir / "trials.jsonl")  # and those that finished while it was being killed
+        assert len(durable) < 6, "every run finished before the kill; give them more epochs"
+        resumed = subprocess.run(command + ["--resume"], cwd=ROOT, env=environment, capture_output=True, text=True,
+                                 timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "taking the lock over" in resumed.stdout and f"{len(durable)} finished before it was interrupted" \
         in resumed.stdout, resumed.stdout

@@ -362,7 +362,7 @@ def _dead_pid() -> int:
 
 
 # ------------------------------------------------------------------ a real driver: loopback, lock, kill -9
-SLOW_TRIALS = ["--no-report", "--set", "data.synthetic_train=4096", "--set", "train.epochs=4"]
+SLOW_TRIALS = ["--no-report", "--set", "data.synthetic_train=4096", "--set", "train.epochs=4", "--max-concurrent", "1"]
 
 
 def _ray_processes(record: dict) -> set[int]:

@@ -28,6 +28,8 @@ study: setup
 
 # Everything by default (as CI: .ci/run runs this with an empty HOME);
 # ARGS='-m "not slow"' leaves out the tests that start Ray.
-# Two pytest-xdist workers, a module's tests on one (tests/conftest.py says how the real runs are shared).
+# Two pytest-xdist workers, a module's tests on one, handed out in the order tests/conftest.py gives
+# (--no-loadscope-reorder: xdist would otherwise hand out the modules with most tests first); conftest.py
+# says how the real runs and the two-node Ray cluster are shared.
 test: setup browser
-	$(PY) -m pytest -q -n 2 --dist loadscope $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder $(ARGS)

@@ -1,8 +1,8 @@
-"""Fixtures every test package shares: two real runs of the smoke study per session.
+"""Fixtures every test package shares: a two-node Ray cluster and two real runs of the smoke study per session.
 
 Starting Ray costs 15-20 s on 2 cores, so the runner trains the smoke study
-for real once, as a user runs it, and every test that only reads a finished
-run folder reads that one, or a copy where it changes the folder:
+for real twice, and every test that only reads a finished run folder reads
+one of those, or a copy where it changes the folder:
 
 - `smoke_run` is the real run of the tutorial (docs/WRITING_STUDIES.md, step 5):
   in a copy of the checkout, after the tutorial's steps before it,
@@ -17,9 +17,9 @@ run folder reads that one, or a copy where it changes the folder:
 
 Tests that use them must be marked `slow`, so that `-m "not slow"` never starts
 Ray. `make test` runs the suite on pytest-xdist workers (`--dist
-loadscope`: a module's tests stay on one worker, so the two-node cluster of
-tests/search/test_cluster.py starts once). The workers share each run: the
-first to need it trains it under a file lock, and the others read it.
+loadscope`: a module's tests stay on one worker). The workers share the
+cluster and each run: the first to need one makes it under a file lock, and
+the others read what it recorded; the session's controller stops the cluster.
 """
 
 from __future__ import annotations

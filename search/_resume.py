@@ -58,10 +58,16 @@ def take_run_lock(run_dir: Path, out: TextIO) -> runfolder.RunFolderLock:
     return lock
 
 
+# What a start writes before run.json (the runner: study.yaml, then a fixed run's plans.json, then run.json),
+# besides the lock. A driver stopped in between leaves only these, and nothing was computed: a new start may
+# take the folder, and a --resume has nothing to continue.
+_WRITTEN_BEFORE_RUN_JSON = frozenset({runfolder.LOCK, runfolder.STUDY_YAML, runfolder.PLANS_JSON})
+
+
 def check_run_dir(study: space.Study, run_dir: Path, resume: bool) -> dict[str, Any]:
     """Refuse to overwrite a folder, or to resume another study or records that disagree; the saved run.json (or {})."""
     folder = runfolder.RunFolder(run_dir)
-    existing = run_dir.is_dir() and any(path.name != runfolder.LOCK for path in run_dir.iterdir())
+    existing = run_dir.is_dir() and any(path.name not in _WRITTEN_BEFORE_RUN_JSON for path in run_dir.iterdir())
     if existing and not resume:
         raise RunError(f"{run_dir}: the run folder exists; continue it with --resume, or give "
                        f"a new one with --out")
@@ -72,7 +78,8 @@ def check_run_dir(study: space.Study, run_dir: Path, resume: bool) -> dict[str, 
     except runfolder.RunFolderError as error:
         raise RunError(f"{error}; restore it from a copy, or start the study again with --out") from None
     if saved_run is None:
-        raise RunError(f"{run_dir}: nothing to resume (no {runfolder.RUN_JSON}); start the study without --resume")
+        raise RunError(f"{run_dir}: nothing to resume (no {runfolder.RUN_JSON}: no run began there); start the "
+                       f"study without --resume")
     if not folder.study_yaml.is_file():
         raise RunError(f"{folder.study_yaml}: missing, so the run cannot be checked against the study it "
                        f"ran; restore it from a copy, or start the study again with --out")

@@ -194,6 +194,24 @@ def test_a_new_run_refuses_an_existing_folder_even_with_only_a_stale_lock_beside
         assert check_run_dir(space.load_study(SMOKE), empty, resume=False) == {}
 
 
+def test_a_folder_left_before_run_json_is_started_afresh_not_resumed(finished_run: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A driver killed after writing study.yaml (and a fixed run's plans.json) but before run.json computed nothing:
+    a new start takes the folder, and --resume says to start without it (each used to send the user to the other)."""
+    left = tmp_path / "left"
+    left.mkdir()
+    (left / runfolder.STUDY_YAML).write_bytes((finished_run / runfolder.STUDY_YAML).read_bytes())
+    runfolder.write_plans(left, [])
+    with runfolder.RunFolderLock(left):
+        assert check_run_dir(space.load_study(SMOKE), left, resume=False) == {}
+    line = _resume(capsys, left)
+    assert "nothing to resume (no run.json: no run began there); start the study without --resume" in line
+    # Anything a run computes makes the folder a run's: a log line without run.json is refused, as before.
+    (left / runfolder.TRIALS_LOG).write_text("")
+    with pytest.raises(RunError, match="the run folder exists"):
+        check_run_dir(space.load_study(SMOKE), left, resume=False)
+
+
 def test_trials_the_log_lost_are_trained_again_not_skipped(finished_run: Path, capsys) -> None:
     # A driver killed between Optuna's write and the log's: the storage finished trial_0003, the log lacks it.
     folder = runfolder.RunFolder(finished_run)

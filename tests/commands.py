@@ -44,6 +44,13 @@ class SmokeRun(NamedTuple):
     live_pages: tuple[str, ...] = ()  # each distinct report.html seen "in progress" while it ran
     command: str = ""  # as the user typed it, in the folder above run_dir's runs/ (or with --out run_dir)
 
+    def to_json(self) -> dict:
+        return {**self._asdict(), "run_dir": str(self.run_dir), "live_pages": list(self.live_pages)}
+
+    @classmethod
+    def from_json(cls, saved: dict) -> "SmokeRun":
+        return cls(**{**saved, "run_dir": Path(saved["run_dir"]), "live_pages": tuple(saved["live_pages"])})
+
 
 def module_env(**extra: str) -> dict[str, str]:
     """This environment for a child process: unbuffered output, no stray Ray cluster address."""

@@ -40,7 +40,7 @@ import yaml
 
 import cluster as cluster_module
 import tutorial
-from commands import ROOT, SMOKE, SmokeRun
+from commands import SMOKE, SmokeRun, run_module
 
 # Each pytest-xdist worker, and every program it starts, gets its share of the cores for torch's (OpenMP's)
 # threads. Left alone, each of two workers runs one thread per core, four on two cores, and OpenMP threads
@@ -58,6 +58,9 @@ CLUSTER_RUN_ARGS = ("--set", "train.epochs=2", "--set", "data.synthetic_train=10
 
 
 CLUSTER_MODULE = "tests/search/test_cluster.py"
+# `_once` keeps what it made as <shared folder>/<name>/fixture.json; the cluster's is read again to stop it.
+ONCE_RECORD = "fixture.json"
+CLUSTER_RECORD = "cluster"
 
 
 SHARED_RUNS = ("smoke_run", "cluster_run")
@@ -108,21 +111,12 @@ def _once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[P
     """`make(folder)` the first time any worker asks for `name`; every later ask reads what it recorded."""
     folder = _shared_root(tmp_path_factory) / name
     folder.mkdir(exist_ok=True)
-    record = folder / "fixture.json"
+    record = folder / ONCE_RECORD
     with open(folder / "fixture.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait here while it is made
         if not record.is_file():
             record.write_text(json.dumps(make(folder)))
     return json.loads(record.read_text())
-
-
-def _smoke_run_record(run: SmokeRun) -> dict:
-    return {"run_dir": str(run.run_dir), "stdout": run.stdout, "live_pages": list(run.live_pages),
-            "command": run.command}
-
-
-def _smoke_run_from(record: dict) -> SmokeRun:
-    return SmokeRun(Path(record["run_dir"]), record["stdout"], tuple(record["live_pages"]), record["command"])
 
 
 def _run_watching_the_report(command: list[str], cwd: Path, report: Path) -> tuple[int, str, tuple[str, ...]]:
@@ -160,13 +154,11 @@ def _smoke_run(folder: Path) -> SmokeRun:
 
 def _cluster_run(cluster: cluster_module.Cluster, folder: Path) -> SmokeRun:
     run_dir = folder / "smoke_lr05"
-    command = [sys.executable, "-m", "search.run", str(SMOKE), "--out", str(run_dir), *CLUSTER_RUN_ARGS,
-               "--address", cluster.address]
+    args = [str(SMOKE), "--out", str(run_dir), *CLUSTER_RUN_ARGS, "--address", cluster.address]
     with cluster_module.exclusive(cluster):  # two trials at once land on the two nodes
-        done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, timeout=600,
-                              env=tutorial.shell_environment() | cluster.env)
+        done = run_module("search.run", *args, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
-    return SmokeRun(run_dir, done.stdout, (), shlex.join(command))
+    return SmokeRun(run_dir, done.stdout, (), shlex.join(["python", "-m", "search.run", *args]))
 
 
 def _require_slow(request: pytest.FixtureRequest) -> None:
@@ -176,28 +168,28 @@ def _require_slow(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def _smoke_run_once(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    return _smoke_run_from(_once(tmp_path_factory, "smoke", lambda folder: _smoke_run_record(_smoke_run(folder))))
+    return SmokeRun.from_json(_once(tmp_path_factory, "smoke", lambda folder: _smoke_run(folder).to_json()))
 
 
 @pytest.fixture(scope="session")
 def _cluster_once(tmp_path_factory: pytest.TempPathFactory) -> cluster_module.Cluster:
     # Stopped by pytest_sessionfinish of the process that runs the session (xdist's controller), after every
     # worker is done with it.
-    return cluster_module.Cluster.from_json(_once(tmp_path_factory, "cluster",
+    return cluster_module.Cluster.from_json(_once(tmp_path_factory, CLUSTER_RECORD,
                                                   lambda folder: cluster_module.start().to_json()))
 
 
 @pytest.fixture(scope="session")
 def _cluster_run_once(tmp_path_factory: pytest.TempPathFactory, _cluster_once: cluster_module.Cluster) -> SmokeRun:
-    return _smoke_run_from(_once(tmp_path_factory, "cluster-run",
-                                 lambda folder: _smoke_run_record(_cluster_run(_cluster_once, folder))))
+    return SmokeRun.from_json(_once(tmp_path_factory, "cluster-run",
+                                    lambda folder: _cluster_run(_cluster_once, folder).to_json()))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller stops the cluster after all
         return
-    # The folder the session's workers share (xdist gives each worker a folder in it).
-    record = session.config._tmp_path_factory.getbasetemp() / "cluster" / "fixture.json"
+    # pytest's own factory (xdist reads it too): here, in the controller, its folder is the workers' shared one.
+    record = _shared_root(session.config._tmp_path_factory) / CLUSTER_RECORD / ONCE_RECORD
     if record.is_file():
         cluster_module.stop(cluster_module.Cluster.from_json(json.loads(record.read_text())))
 

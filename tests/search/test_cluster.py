@@ -144,10 +144,8 @@ def test_trials_that_do_not_match_train_and_the_others_are_reused(cluster: Clust
     run_dir = tmp_path / "five_seeds"
     # The earlier run's study (as it ran: its --set values are in it) with a fifth seed.
     with exclusive(cluster):
-        result = run_module("search.run", str(cluster_run.run_dir / "study.yaml"), "--out", str(run_dir), *QUIET,
-                            "--reuse", str(cluster_run.run_dir), "--set", "search.seeds=[0, 1, 2, 3, 4]", *ONE_AT_A_TIME,
-                            "--address", cluster.address, env=cluster.env)
-    assert result.returncode == 0, result.stdout + result.stderr
+        result = _run(cluster, str(cluster_run.run_dir / "study.yaml"), "--out", str(run_dir), *QUIET,
+                      "--reuse", str(cluster_run.run_dir), "--set", "search.seeds=[0, 1, 2, 3, 4]", *ONE_AT_A_TIME)
     results = runfolder.read_results(run_dir)
     assert len(results) == 10 and set(results["status"]) == {"complete"}
     reused = results[results[runfolder.REUSED_FROM] != ""]

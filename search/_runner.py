@@ -99,6 +99,9 @@ def _run_document(study: space.Study, splits: datasets.DatasetSplits, previous: 
     }
 
 
+_HANDLED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name))
+
+
 def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) -> dict[str, Any]:
     """Run (or resume) `study` into `options.run_dir`; return the final run.json document."""
     run_dir = options.run_dir.resolve()
@@ -109,10 +112,17 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
     # One driver per folder, from before the folder is judged to its last write; the lock makes a new
     # folder, and takes it away again if this run ends before writing anything.
     lock = take_run_lock(run_dir, out)
+    # ray.init, Tune (SIGINT, SIGUSR1: they would stop a run that has ended) and the run (SIGTERM) install
+    # signal handlers of their own; a program that runs studies in-process (a notebook, a test) gets its own
+    # back afterwards.
+    handlers = {signum: signal.getsignal(signum) for signum in _HANDLED_SIGNALS}
     try:
         return _run_locked(study, options, splits, lock, out)
     finally:
         lock.release()
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: installed from C, which Python cannot put back
+                signal.signal(signum, handler)
 
 
 def _run_locked(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits,

@@ -2,8 +2,8 @@
 
 `ray start --head` plus a second node, each with one CPU. A run joins it with
 --address, which costs a few seconds where starting a local Ray costs 15-20 on
-2 cores. The cluster has its own authentication token in its own temporary
-folder, so it needs nothing in ~/.ray and leaves nothing there, and only the
+2 cores. The cluster has the session's own authentication token (`make_token`), in a
+temporary folder, so it needs nothing in ~/.ray and leaves nothing there, and only the
 processes started here are stopped (never `ray stop`, which stops every Ray of
 the user).
 
@@ -74,17 +74,25 @@ def _mentions(pid: int, text: str) -> bool:
         return False
 
 
-def start() -> Cluster:
-    """A head and a worker node of one CPU each on this machine, joined by a token of their own."""
-    # Short paths: Ray's unix socket paths must stay under 108 bytes.
-    folder = Path(tempfile.mkdtemp(prefix="rn", dir="/tmp"))
+def make_token(folder: Path) -> dict[str, str]:
+    """A new token in `folder`, as the environment that makes Ray use it (for the nodes and every driver).
+
+    Ray 2.60 authenticates cluster traffic. A process reads its token
+    settings once, when it first imports Ray: a test process that drives runs
+    in-process (commands.drive_here) must have them before it imports Ray, so
+    the session makes the token before its workers start (tests/conftest.py).
+    """
     token = folder / "auth_token"
     token.write_text(secrets.token_hex(32))  # as `ray get-auth-token --generate` makes one
     token.chmod(0o600)
-    # Ray 2.60 authenticates cluster traffic: every node and every driver reads this token.
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+
+
+def start(auth: dict[str, str]) -> Cluster:
+    """A head and a worker node of one CPU each on this machine, joined by the token `auth` names."""
+    # Short paths: Ray's unix socket paths must stay under 108 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="rn", dir="/tmp"))
     environment = module_env(**auth)
-    environment.pop("RAY_AUTH_TOKEN", None)
     port = _free_port()
     head = [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
             f"--temp-dir={folder / 'head'}", "--include-dashboard=false", f"--dashboard-port={_free_port()}",
@@ -117,6 +125,8 @@ def stop(cluster: Cluster, grace_s: float = 3.0) -> None:
     cluster's temporary folder, so a recycled group id cannot point at anything
     else; no other Ray of the user is touched.
     """
+    if not Path(cluster.folder).exists():  # stopped already (its folder goes last)
+        return
     pgids = [int(pgid) for pgid in cluster.groups]
     ours = set()
     for pgid, first in cluster.groups.items():

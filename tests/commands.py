@@ -3,12 +3,17 @@
 `run_module` starts `python -m MODULE` (interpreter and imports: seconds on
 2 cores); `call_main` calls the module's main(argv) here (milliseconds). Each
 entry point keeps at least one subprocess test, so `python -m ...` itself
-stays tested; bad-input cases use `call_main`.
+stays tested; bad-input cases use `call_main`. `drive_here` runs a Ray driver
+(search.run, search.retrain) to its end in this process: a driver in a child
+process costs about 4 CPU-seconds of start-up and imports before it does anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,11 +57,15 @@ class SmokeRun(NamedTuple):
         return cls(**{**saved, "run_dir": Path(saved["run_dir"]), "live_pages": tuple(saved["live_pages"])})
 
 
+# Where Ray finds a cluster and its token. A child gets them only where `extra` gives them: a cluster address
+# or token left in the shell, or the session cluster's token (tests/cluster.py), must not change a local run.
+RAY_CLUSTER_ENV = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
 def module_env(**extra: str) -> dict[str, str]:
-    """This environment for a child process: unbuffered output, no stray Ray cluster address."""
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
-    environment.pop("RAY_ADDRESS", None)  # a cluster address left in the shell must not capture a test
-    return environment
+    """This environment for a child process: unbuffered output, no stray Ray cluster address or token."""
+    environment = {name: value for name, value in os.environ.items() if name not in RAY_CLUSTER_ENV}
+    return {**environment, "PYTHONUNBUFFERED": "1", **extra}
 
 
 def run_module(module: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
@@ -78,3 +87,34 @@ def call_main(main: Callable[[list[str]], int], args: list[str], capsys: pytest.
     captured = capsys.readouterr()
     return CliResult(status, captured.out, captured.err)
 
+
+
+def drive_here(main: Callable[[list[str]], int], args: list[str], env: dict[str, str] | None = None) -> CliResult:
+    """`main(args)` of a Ray driver in this process, with `env` set while it runs; its exit status and output.
+
+    Asserts what a program that runs studies in-process counts on: afterwards
+    Ray is shut down, and the signal handlers are this process's own again.
+    Ray reads its token settings once per process: to join the session's
+    cluster, they must be in this process's environment from its start
+    (tests/conftest.py puts them there), and `env` can only repeat them.
+    """
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    saved = dict(os.environ)
+    assert all(os.environ.get(name) == value for name, value in (env or {}).items() if name.startswith("RAY_AUTH")), \
+        "Ray read its token settings when this process imported it: set them before (tests/conftest.py)"
+    os.environ.update(env or {})
+    os.environ.pop("RAY_ADDRESS", None)  # as module_env: a cluster address left in the shell must not capture it
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(list(args))
+            except SystemExit as stop:  # argparse
+                status = stop.code
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)  # what ray.init and Tune set in os.environ goes too
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized(), "the driver left Ray running in this process"
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers, "the driver left signal handlers"
+    return CliResult(status, out.getvalue(), err.getvalue())

@@ -31,6 +31,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -40,7 +41,7 @@ import yaml
 
 import cluster as cluster_module
 import tutorial
-from commands import SMOKE, SmokeRun, run_module
+from commands import SMOKE, SmokeRun, drive_here
 
 # Each pytest-xdist worker, and every program it starts, gets its share of the cores for torch's (OpenMP's)
 # threads. Left alone, each of two workers runs one thread per core, four on two cores, and OpenMP threads
@@ -61,6 +62,7 @@ CLUSTER_MODULE = "tests/search/test_cluster.py"
 # `_once` keeps what it made as <shared folder>/<name>/fixture.json; the cluster's is read again to stop it.
 ONCE_RECORD = "fixture.json"
 CLUSTER_RECORD = "cluster"
+CLUSTER_RUN_RECORD = "cluster-run"
 
 
 SHARED_RUNS = ("smoke_run", "cluster_run")
@@ -99,6 +101,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return rank, -tests[name] if rank == 4 else 0, collected[name], 0 if slow(item) else 1
 
     items.sort(key=order)  # stable: the tests of one module keep their order, the slow ones first
+
+
+_TOKEN_FOLDER_ENV = "RESNAS_TEST_TOKEN_FOLDER"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the process that runs the session, before its xdist workers start: the session cluster's token.
+
+    Its settings go into this process's environment, which the workers
+    inherit, so that every process has them before it imports Ray and can
+    drive runs on the cluster in-process (commands.drive_here); module_env
+    keeps them from the programs the tests start unless a test passes them.
+    """
+    if hasattr(config, "workerinput"):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="rn-token-", dir="/tmp"))
+    os.environ[_TOKEN_FOLDER_ENV] = str(folder)
+    os.environ.update(cluster_module.make_token(folder))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and os.environ.get(_TOKEN_FOLDER_ENV):
+        shutil.rmtree(os.environ.pop(_TOKEN_FOLDER_ENV), ignore_errors=True)
+
+
+def _session_token() -> dict[str, str]:
+    """The session cluster's token settings (pytest_configure)."""
+    return {name: os.environ[name] for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
 
 
 def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -153,10 +183,12 @@ def _smoke_run(folder: Path) -> SmokeRun:
 
 
 def _cluster_run(cluster: cluster_module.Cluster, folder: Path) -> SmokeRun:
+    from search import run as search_run  # here: the session's controller never needs it
+
     run_dir = folder / "smoke_lr05"
     args = [str(SMOKE), "--out", str(run_dir), *CLUSTER_RUN_ARGS, "--address", cluster.address]
     with cluster_module.exclusive(cluster):  # two trials at once land on the two nodes
-        done = run_module("search.run", *args, env=cluster.env)
+        done = drive_here(search_run.main, args, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
     return SmokeRun(run_dir, done.stdout, (), shlex.join(["python", "-m", "search.run", *args]))
 
@@ -176,13 +208,28 @@ def _cluster_once(tmp_path_factory: pytest.TempPathFactory) -> cluster_module.Cl
     # Stopped by pytest_sessionfinish of the process that runs the session (xdist's controller), after every
     # worker is done with it.
     return cluster_module.Cluster.from_json(_once(tmp_path_factory, CLUSTER_RECORD,
-                                                  lambda folder: cluster_module.start().to_json()))
+                                                  lambda folder: cluster_module.start(_session_token()).to_json()))
 
 
 @pytest.fixture(scope="session")
 def _cluster_run_once(tmp_path_factory: pytest.TempPathFactory, _cluster_once: cluster_module.Cluster) -> SmokeRun:
-    return SmokeRun.from_json(_once(tmp_path_factory, "cluster-run",
+    return SmokeRun.from_json(_once(tmp_path_factory, CLUSTER_RUN_RECORD,
                                     lambda folder: _cluster_run(_cluster_once, folder).to_json()))
+
+
+@pytest.fixture(scope="module")
+def stop_cluster_after_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """For the module of the cluster's tests: stop the cluster when the module ends, if its run is made.
+
+    Then nothing can need it any more (only that module's tests drive it, and
+    the other modules only read the finished run), and its idle processes and
+    its stop no longer take their seconds at the session's end.
+    """
+    yield
+    shared = _shared_root(tmp_path_factory)
+    record = shared / CLUSTER_RECORD / ONCE_RECORD
+    if record.is_file() and (shared / CLUSTER_RUN_RECORD / ONCE_RECORD).is_file():
+        cluster_module.stop(cluster_module.Cluster.from_json(json.loads(record.read_text())))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

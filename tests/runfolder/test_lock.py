@@ -126,11 +126,12 @@ def test_record_rewrites_the_body_in_place(tmp_path: Path) -> None:
 
 
 def test_two_writers_started_at_once_on_a_new_folder_never_both_get_it(tmp_path: Path) -> None:
-    for attempt in range(3):
-        run_dir = tmp_path / f"new{attempt}"
-        children = [_python(HOLD, str(run_dir), "3") for _ in range(4)]
+    # Three new folders, four writers racing for each, all twelve at once (each winner holds for 3 s, so every
+    # loser of its folder tries while the lock is held).
+    racers = {attempt: [_python(HOLD, str(tmp_path / f"new{attempt}"), "3") for _ in range(4)] for attempt in range(3)}
+    for attempt, children in racers.items():
         outcomes = sorted(child.communicate(timeout=120)[0].strip() for child in children)
-        assert outcomes == ["busy", "busy", "busy", "locked"], outcomes
+        assert outcomes == ["busy", "busy", "busy", "locked"], (attempt, outcomes)
 
 
 @pytest.mark.parametrize("below", ["", "run"])

@@ -25,11 +25,12 @@ import torch
 import models
 import runfolder
 from cluster import Cluster, exclusive
-from commands import ROOT, SMOKE, CliResult, SmokeRun, module_env, run_module
+from commands import ROOT, SMOKE, CliResult, SmokeRun, drive_here, module_env
 from search import retrain as retrain_module
+from search import run as search_run
 from test_retrain import _durable_runs, _restore_torch_threads  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stop_cluster_after_module")]
 
 QUIET = ["--no-report"]
 # Trials of a second or two. One at a time where the nodes' spread is not what
@@ -53,8 +54,9 @@ def _storage_status(run_dir: Path) -> dict[str, str]:
 
 
 def _run(cluster: Cluster, *args: str) -> CliResult:
-    """`python -m search.run ARGS` joining the cluster, to the end."""
-    result = run_module("search.run", *args, "--address", cluster.address, env=cluster.env)
+    """`python -m search.run ARGS` joining the cluster, to the end, in this process (the killed drivers are
+    `python -m` children)."""
+    result = drive_here(search_run.main, [*args, "--address", cluster.address], env=cluster.env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -203,8 +205,7 @@ def test_retrain_on_the_cluster_survives_kill_9_and_resume(cluster: Cluster, clu
         (job_dir,) = (smoke_copy / "retrain").iterdir()
         durable = _durable_runs(job_dir / "trials.jsonl")  # and those that finished while it was being killed
         assert len(durable) < 6, "every run finished before the kill; give them more epochs"
-        resumed = subprocess.run(command + ["--resume"], cwd=ROOT, env=environment, capture_output=True, text=True,
-                                 timeout=300)
+        resumed = drive_here(retrain_module.main, [*command[3:], "--resume"], env=cluster.env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "taking the lock over" in resumed.stdout and f"{len(durable)} finished before it was interrupted" \
         in resumed.stdout, resumed.stdout

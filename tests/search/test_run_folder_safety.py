@@ -380,6 +380,11 @@ def _dead_pid() -> int:
 
 
 # ------------------------------------------------------------------ a real driver: loopback, lock, kill -9
+# The programs of a local Ray that listen on TCP besides the driver, each by what its command line names (the
+# agents rename themselves "ray::..." a while after they start).
+RAY_LISTENERS = {"gcs_server": (b"gcs_server",), "raylet": (b"raylet",),
+                 "dashboard agent": (b"dashboard/agent.py", b"ray::DashboardAgent"),
+                 "runtime env agent": (b"runtime_env/agent", b"ray::RuntimeEnvAgent")}
 SLOW_TRIALS = ["--no-report", "--set", "data.synthetic_train=4096", "--set", "train.epochs=4", "--max-concurrent", "1"]
 
 
@@ -453,11 +458,19 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
             record = runfolder.read_lock(run_dir) or {}
         assert record.get("ray"), f"the driver recorded no Ray in its lock: {record}"
         assert record["pid"] == driver.pid
-        # Listening sockets of the driver and of every Ray process it started: loopback only.
-        time.sleep(5)  # the agents and the first workers come up after ray.init returns
-        ray_pids = _ray_processes(record["ray"])
-        sockets = _listening(ray_pids | {driver.pid})
-        assert len({pid for pid, _ in sockets}) >= 3, sockets  # at least gcs_server, raylet and the driver
+        # Listening sockets of the driver and of every Ray process it started: loopback only. The agents may
+        # come up after ray.init returns: wait until every program that listens does.
+        def missing(sockets: list[tuple[int, str]]) -> list[str]:
+            return [program for program, names in RAY_LISTENERS.items()
+                    if not any(_program_is(pid, *names) for pid, _ in sockets)]
+
+        sockets: list[tuple[int, str]] = []
+        while time.monotonic() < deadline and driver.poll() is None:
+            sockets = _listening(_ray_processes(record["ray"]) | {driver.pid})
+            if not missing(sockets):
+                break
+            time.sleep(0.2)
+        assert missing(sockets) == [] and any(pid == driver.pid for pid, _ in sockets), sockets
         assert [s for s in sockets if not _is_loopback(s[1])] == []
         # A second driver is refused while this one runs.
         line = _main(capsys, str(SMOKE), "--out", str(run_dir), "--resume", *SLOW_TRIALS).bad_input_line()

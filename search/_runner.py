@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -163,6 +164,7 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     live = _start_listeners(study, options, recorder, out)
     # After ray.init, which installs its own fatal-signal handler, and right before the `try` whose `finally`
     # writes the tables: a `kill` or `timeout` then ends the run like Ctrl-C, tables and run.json written.
+    _TERMINATED.clear()
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     interrupted = False
     try:
@@ -185,6 +187,12 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
                 print(f"nothing to train: earlier runs stood in for all {remaining} remaining trial(s), so Ray "
                       f"was not started", file=out)
     except KeyboardInterrupt:
+        interrupted = True
+    except Exception:
+        # The KeyboardInterrupt a SIGTERM raises lands wherever the driver is, and the code there may turn it into
+        # another error (it did: Ray, serializing the dataset, was importing a module, and raised a TypeError).
+        if not _TERMINATED.is_set():
+            raise
         interrupted = True
     finally:
         shutdown_ray()
@@ -367,7 +375,12 @@ def _close_document(document: dict[str, Any], study: space.Study, recorder: Reco
     document["reused_trials"] = sum(1 for r in rows.values() if runfolder.reused_source(r) is not None)
 
 
+# Set by a SIGTERM while a run is in its `try`; cleared when the next run installs the handler.
+_TERMINATED = threading.Event()
+
+
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    _TERMINATED.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 

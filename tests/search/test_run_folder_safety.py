@@ -510,3 +510,46 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+# ------------------------------------------------------------------ SIGTERM, wherever it lands
+def _run_with_tune(tune: Callable[..., None], run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """run_study on the smoke study in this process, with Ray left out and `tune` standing in for Ray Tune."""
+    import io
+
+    from search import _runner
+
+    monkeypatch.setattr(_runner, "_start_ray", lambda options, lock: None)
+    monkeypatch.setattr(_runner, "shutdown_ray", lambda: None)
+    monkeypatch.setattr(_runner, "_tune", tune)
+    options = _runner.RunOptions(run_dir=run_dir, dashboard=False, report=False)
+    return _runner.run_study(space.load_study(SMOKE), options, out=io.StringIO())
+
+
+def _sigterm_turned_into(error: Exception) -> Callable[..., None]:
+    def tune(*args: object, **kwargs: object) -> None:
+        try:
+            signal.raise_signal(signal.SIGTERM)  # the runner's handler raises KeyboardInterrupt here
+        except KeyboardInterrupt as interrupt:
+            raise error from interrupt  # as pydantic did, imported by Ray's serializer while the signal landed
+    return tune
+
+
+def test_a_sigterm_that_library_code_turns_into_another_error_still_ends_the_run_cleanly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    document = _run_with_tune(_sigterm_turned_into(TypeError("expected a message argument")), tmp_path / "run",
+                              monkeypatch)
+    assert document["finished"] is None and document["attempts"] == 1
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["finished"] is None
+    assert not runfolder.RunFolder(tmp_path / "run").lock.exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler again
+
+
+def test_the_same_error_without_a_sigterm_is_not_taken_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def tune(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug")
+
+    with pytest.raises(TypeError, match="a bug"):
+        _run_with_tune(tune, tmp_path / "run", monkeypatch)
+    assert not runfolder.RunFolder(tmp_path / "run").lock.exists()

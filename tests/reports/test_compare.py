@@ -216,13 +216,14 @@ def test_the_page_renders_and_names_train_lr(lr_runs, tmp_path, compare_cli):
 
 
 @pytest.mark.slow
-def test_two_real_smoke_runs_that_differ_in_lr_compare_in_a_browser(smoke_run, cluster_run, tmp_path):
+def test_two_real_smoke_runs_that_differ_in_lr_compare_in_a_browser(smoke_run, cluster_run, tmp_path, capsys):
     require_chromium()
     # The session's two real runs of the smoke study: train.lr 0.1 and 0.05 (the second also trains longer, on
-    # two more seeds, and on the two-node cluster).
+    # two more seeds, and on the two-node cluster). In this process: test_cli_writes_the_page_and_its_tables
+    # runs `python -m reports.compare`.
     second = cluster_run.run_dir
     out = tmp_path / "compare.html"
-    result = run_module("reports.compare", str(smoke_run.run_dir), str(second), "--out", str(out))
+    result = call_main(compare_main, [str(smoke_run.run_dir), str(second), "--out", str(out)], capsys)
     assert result.returncode == 0, result.stderr
     seen = render(out)
     _assert_renders(out, seen)

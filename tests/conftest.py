@@ -19,7 +19,12 @@ Tests that use them must be marked `slow`, so that `-m "not slow"` never starts
 Ray. `make test` runs the suite on pytest-xdist workers (`--dist
 loadscope`: a module's tests stay on one worker). The workers share the
 cluster and each run: the first to need one makes it under a file lock, and
-the others read what it recorded; the session's controller stops the cluster.
+the others read what it recorded. The cluster's module stops the cluster when
+it ends (once its run is made, nothing else needs it), and the session's
+controller stops it otherwise. The cluster's token is made before the workers
+start, so that each has it before it imports Ray: the cluster's drivers that
+are not killed run inside the worker (commands.drive_here), which saves the
+seconds a driver's interpreter and imports cost.
 """
 
 from __future__ import annotations

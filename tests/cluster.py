@@ -73,6 +73,10 @@ def _mentions(pid: int, text: str) -> bool:
         return False
 
 
+# What makes Ray use a token, and where it finds it.
+TOKEN_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
+
+
 def make_token(folder: Path) -> dict[str, str]:
     """A new token in `folder`, as the environment that makes Ray use it (for the nodes and every driver).
 
@@ -84,7 +88,8 @@ def make_token(folder: Path) -> dict[str, str]:
     token = folder / "auth_token"
     token.write_text(secrets.token_hex(32))  # as `ray get-auth-token --generate` makes one
     token.chmod(0o600)
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    mode, path = TOKEN_ENV
+    return {mode: "token", path: str(token)}
 
 
 def start(auth: dict[str, str]) -> Cluster:

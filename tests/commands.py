@@ -88,7 +88,6 @@ def call_main(main: Callable[[list[str]], int], args: list[str], capsys: pytest.
     return CliResult(status, captured.out, captured.err)
 
 
-
 def drive_here(main: Callable[[list[str]], int], args: list[str], env: dict[str, str] | None = None) -> CliResult:
     """`main(args)` of a Ray driver in this process, with `env` set while it runs; its exit status and output.
 

@@ -134,7 +134,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _session_token() -> dict[str, str]:
     """The session cluster's token settings (pytest_configure)."""
-    return {name: os.environ[name] for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    return {name: os.environ[name] for name in cluster_module.TOKEN_ENV}
 
 
 def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -211,8 +211,8 @@ def _smoke_run_once(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
 
 @pytest.fixture(scope="session")
 def _cluster_once(tmp_path_factory: pytest.TempPathFactory) -> cluster_module.Cluster:
-    # Stopped by pytest_sessionfinish of the process that runs the session (xdist's controller), after every
-    # worker is done with it.
+    # Stopped when the cluster's module ends (stop_cluster_after_module), or else by pytest_sessionfinish of the
+    # process that runs the session (xdist's controller), after every worker is done with it.
     return cluster_module.Cluster.from_json(_once(tmp_path_factory, CLUSTER_RECORD,
                                                   lambda folder: cluster_module.start(_session_token()).to_json()))
 
@@ -232,9 +232,14 @@ def stop_cluster_after_module(tmp_path_factory: pytest.TempPathFactory) -> Itera
     its stop no longer take their seconds at the session's end.
     """
     yield
-    shared = _shared_root(tmp_path_factory)
+    if (_shared_root(tmp_path_factory) / CLUSTER_RUN_RECORD / ONCE_RECORD).is_file():
+        _stop_the_cluster(_shared_root(tmp_path_factory))
+
+
+def _stop_the_cluster(shared: Path) -> None:
+    """Stop the session's cluster if one was started (its record is in the workers' shared folder `shared`)."""
     record = shared / CLUSTER_RECORD / ONCE_RECORD
-    if record.is_file() and (shared / CLUSTER_RUN_RECORD / ONCE_RECORD).is_file():
+    if record.is_file():
         cluster_module.stop(cluster_module.Cluster.from_json(json.loads(record.read_text())))
 
 
@@ -264,9 +269,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _WORKER_EXIT_STATUS.append(int(exitstatus))
         return
     # pytest's own factory (xdist reads it too): here, in the controller, its folder is the workers' shared one.
-    record = _shared_root(session.config._tmp_path_factory) / CLUSTER_RECORD / ONCE_RECORD
-    if record.is_file():
-        cluster_module.stop(cluster_module.Cluster.from_json(json.loads(record.read_text())))
+    _stop_the_cluster(_shared_root(session.config._tmp_path_factory))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import optuna
 import pandas as pd
@@ -53,17 +54,22 @@ def _storage_status(run_dir: Path) -> dict[str, str]:
     return {f"trial_{t.number:04d}": OPTUNA_STATUS.get(t.state.name, t.state.name) for t in study.trials}
 
 
+def _drive(cluster: Cluster, main: Callable[[list[str]], int], *args: str) -> CliResult:
+    """A driver's `main(ARGS)` joining the cluster, to the end, in this process (the killed drivers are
+    `python -m` children: _start_driver)."""
+    return drive_here(main, [*args, "--address", cluster.address], env=cluster.env)
+
+
 def _run(cluster: Cluster, *args: str) -> CliResult:
-    """`python -m search.run ARGS` joining the cluster, to the end, in this process (the killed drivers are
-    `python -m` children)."""
-    result = drive_here(search_run.main, [*args, "--address", cluster.address], env=cluster.env)
+    """`python -m search.run ARGS` joining the cluster, to the end, in this process."""
+    result = _drive(cluster, search_run.main, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
 
-def _start_driver(cluster: Cluster, *args: str) -> subprocess.Popen[str]:
-    """`python -m search.run ARGS` joining the cluster, stdout and stderr in one pipe."""
-    return subprocess.Popen([sys.executable, "-m", "search.run", *args, "--address", cluster.address], cwd=ROOT,
+def _start_driver(cluster: Cluster, *args: str, module: str = "search.run") -> subprocess.Popen[str]:
+    """`python -m MODULE ARGS` joining the cluster, stdout and stderr in one pipe."""
+    return subprocess.Popen([sys.executable, "-m", module, *args, "--address", cluster.address], cwd=ROOT,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=module_env(**cluster.env))
 
@@ -183,12 +189,10 @@ def test_retrain_on_the_cluster_survives_kill_9_and_resume(cluster: Cluster, clu
                                                            _restore_torch_threads: object) -> None:
     """Top 2 x 3 seeds through the cluster; SIGKILL once a run is durable; --resume finishes every run exactly once."""
     smoke_copy = Path(shutil.copytree(cluster_run.run_dir, tmp_path / "run"))
-    command = [sys.executable, "-m", "search.retrain", str(smoke_copy), "--top", "2", "--seeds", "3",
-               "--set", "train.epochs=1", "--no-dashboard", "--no-report", "--address", cluster.address, *ONE_AT_A_TIME]
-    environment = module_env(PYTHONPATH=str(ROOT), **cluster.env)
+    args = [str(smoke_copy), "--top", "2", "--seeds", "3", "--set", "train.epochs=1", "--no-dashboard", "--no-report",
+            *ONE_AT_A_TIME]
     with exclusive(cluster):
-        driver = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
+        driver = _start_driver(cluster, *args, module="search.retrain")
         try:
             deadline = time.monotonic() + 300
             durable: list[dict] = []
@@ -205,7 +209,7 @@ def test_retrain_on_the_cluster_survives_kill_9_and_resume(cluster: Cluster, clu
         (job_dir,) = (smoke_copy / "retrain").iterdir()
         durable = _durable_runs(job_dir / "trials.jsonl")  # and those that finished while it was being killed
         assert len(durable) < 6, "every run finished before the kill; give them more epochs"
-        resumed = drive_here(retrain_module.main, [*command[3:], "--resume"], env=cluster.env)
+        resumed = _drive(cluster, retrain_module.main, *args, "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "taking the lock over" in resumed.stdout and f"{len(durable)} finished before it was interrupted" \
         in resumed.stdout, resumed.stdout

@@ -403,6 +403,19 @@ def _ray_processes(record: dict) -> set[int]:
     return found
 
 
+def _workers_of(ray_pids: set[int], name: bytes) -> set[int]:
+    """The Ray workers started by one of `ray_pids` (a raylet) whose command line names `name`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) in ray_pids \
+                    and _program_is(int(entry.name), name):
+                found.add(int(entry.name))
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+    return found
+
+
 def _listening(pids: set[int]) -> list[tuple[int, str]]:
     """(pid, address) of each TCP socket the processes listen on, from /proc/net/tcp and tcp6."""
     inodes: dict[str, int] = {}
@@ -459,15 +472,17 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
         assert record.get("ray"), f"the driver recorded no Ray in its lock: {record}"
         assert record["pid"] == driver.pid
         # Listening sockets of the driver and of every Ray process it started: loopback only. The agents may
-        # come up after ray.init returns: wait until every program that listens does.
+        # come up after ray.init returns: wait until every program that listens does, and until a trial trains
+        # (Tune's actor renames its worker "ray::ImplicitFunc..."), so that the kill lands mid-trial.
         def missing(sockets: list[tuple[int, str]]) -> list[str]:
             return [program for program, names in RAY_LISTENERS.items()
                     if not any(_program_is(pid, *names) for pid, _ in sockets)]
 
         sockets: list[tuple[int, str]] = []
         while time.monotonic() < deadline and driver.poll() is None:
-            sockets = _listening(_ray_processes(record["ray"]) | {driver.pid})
-            if not missing(sockets):
+            ray_pids = _ray_processes(record["ray"])
+            sockets = _listening(ray_pids | {driver.pid})
+            if not missing(sockets) and _workers_of(ray_pids, b"ray::ImplicitFunc"):
                 break
             time.sleep(0.2)
         assert missing(sockets) == [] and any(pid == driver.pid for pid, _ in sockets), sockets
@@ -477,9 +492,14 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
         assert f"is in use by PID {driver.pid} on {socket.gethostname()} since {record['started']}" in line
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        # Ray's workers may exit by themselves once the driver is gone; gcs_server and raylet stay up for minutes
-        # (what issue 10 found), so they are what the resume must find and stop.
-        left = {pid for pid in _ray_processes(record["ray"]) if _program_is(pid, b"gcs_server", b"raylet")}
+        # Ray's workers may exit by themselves once the driver is gone. gcs_server and the raylet sometimes
+        # follow within seconds, and sometimes stay up for minutes (what issue 10 found): those are what the
+        # resume must find and stop. Wait until they are gone or have outlived the driver by 5 s, so that the
+        # ones counted here are still there when the resume looks.
+        settle = time.monotonic() + 5
+        while (left := {pid for pid in _ray_processes(record["ray"]) if _program_is(pid, b"gcs_server", b"raylet")}) \
+                and time.monotonic() < settle:
+            time.sleep(0.2)
         resume = subprocess.Popen(command + ["--resume"], cwd=ROOT, env=environment, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         note = resume.stdout.readline()

@@ -214,7 +214,7 @@ def bookkeeping(args: argparse.Namespace) -> None:
 def _time_readers(run_dir: Path) -> dict[str, float]:
     """What a reader (the live report, models.load) pays mid-run: tables + the log after them, vs the whole log."""
     import runfolder
-    from runfolder import _tables
+    from runfolder import _frames, _log, _records
 
     def read_all() -> tuple[float, tuple[int, int, int]]:
         start = time.perf_counter()
@@ -223,13 +223,15 @@ def _time_readers(run_dir: Path) -> dict[str, float]:
         records = runfolder.read_trials(run_dir)
         return time.perf_counter() - start, (len(results), len(curves), len(records))
 
-    tail = _tables._log_tail(runfolder.RunFolder(run_dir).trials_log)
+    tail = _log._log_tail(runfolder.RunFolder(run_dir).trials_log)
     readers, counts = read_all()
-    log_tail, _tables._log_tail = _tables._log_tail, lambda log: None  # as a log without markers is read
+    for reader in (_frames, _records):  # as a log without markers is read
+        reader._log_tail = lambda log: None
     try:
         replay, replayed_counts = read_all()
     finally:
-        _tables._log_tail = log_tail
+        for reader in (_frames, _records):
+            reader._log_tail = _log._log_tail
     if counts != replayed_counts:
         sys.exit(f"the readers disagree: {counts} from the tables and the log's tail, {replayed_counts} from the log")
     return {"readers": readers, "replay": replay, "tail": len(tail.rows) if tail else -1}

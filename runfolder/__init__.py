@@ -16,9 +16,11 @@ from ._ranking import RANKING_COLUMN, RANKING_RULE, rankable, ranked_frame, rank
 from ._rows import (ARCH_PREFIX, CURVE_COLUMNS, FACTOR_PREFIX, REJECTED_PREFIX, REUSED_FROM, STATUSES, TRAIN_JSON,
                     TRAIN_PREFIX, curve_rows, factor_label, is_missing, reused_from_cell, reused_source,
                     train_settings_of, trial_id, trial_row)
-from ._tables import (LOAD_COLUMNS, REPORT_COLUMNS, ResultsTables, RunFolderError, TrialRecord, read_curves,
-                      read_plans, read_results, read_retrain, read_run_json, read_study_yaml, read_trials, replay_log,
-                      write_plans, write_retrain, write_run_json)
+from ._frames import REPORT_COLUMNS, read_curves, read_results, read_retrain, write_retrain
+from ._log import replay_log
+from ._mapping import RunFolderError, read_plans, read_run_json, read_study_yaml, write_plans, write_run_json
+from ._records import LOAD_COLUMNS, TrialRecord, read_trials
+from ._tables import ResultsTables
 
 __all__ = [
     "RunFolder", "TRIALS_LOG", "STUDY_YAML", "RUN_JSON", "STUDY_DB", "RESULTS_PARQUET", "RESULTS_CSV", "CURVES_PARQUET",

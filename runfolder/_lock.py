@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ._layout import RunFolder
-from ._tables import RunFolderError
+from ._mapping import RunFolderError
 
 # Tries before giving up on a lock file that keeps being replaced under us (a writer releasing as we open).
 _ATTEMPTS = 20

@@ -8,6 +8,12 @@ Module names follow torchvision's `resnet.py` (conv1/bn1/conv2/bn2/conv3/bn3,
 downsample.0/.1) so that its checkpoints load into the matching preset with
 `strict=True`. Each class can also count its own params and MACs
 (`count(...)`), mirroring its `__init__` exactly.
+
+Every class takes its options as named keyword arguments (no `**kwargs`, so
+a misspelt one raises `TypeError`) and a `norm_layer`, as torchvision's blocks
+do: `norm_layer(channels)` builds each normalisation, `nn.BatchNorm2d` unless
+told otherwise. The counts assume an affine norm with a scale and a shift per
+channel, which BatchNorm, SyncBatchNorm and GroupNorm all are.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from torch import nn
 
 from ._complexity import Counter
 
+# channels -> normalisation module, as torchvision's `norm_layer` argument.
+NormLayer = Callable[[int], nn.Module]
+
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    """3x3 conv with padding 1 and no bias (a BN follows every conv)."""
+    """3x3 conv with padding 1 and no bias (a norm follows every conv)."""
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, groups=groups, bias=False)
 
 
@@ -57,7 +66,8 @@ class ZeroPadShortcut(nn.Module):
     follows the common CIFAR reproductions so that their weights load unchanged.
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, *, norm_layer: NormLayer | None = None) -> None:
+        # norm_layer: taken so every shortcut has one signature; option A has no norm.
         super().__init__()
         self.stride = stride
         self.pad_before = (c_out - c_in) // 2
@@ -76,10 +86,10 @@ class ZeroPadShortcut(nn.Module):
 
 
 class Projection(nn.Sequential):
-    """Options B and C: a strided 1x1 conv and a BN (`downsample.0`, `downsample.1`)."""
+    """Options B and C: a strided 1x1 conv and a norm (`downsample.0`, `downsample.1`)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__(conv1x1(c_in, c_out, stride), nn.BatchNorm2d(c_out))
+    def __init__(self, c_in: int, c_out: int, stride: int, *, norm_layer: NormLayer = nn.BatchNorm2d) -> None:
+        super().__init__(conv1x1(c_in, c_out, stride), norm_layer(c_out))
 
     @staticmethod
     def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int) -> None:
@@ -94,12 +104,12 @@ class AvgPoolProjection(nn.Sequential):
     A strided 1x1 conv ignores three quarters of its input; pooling first keeps it.
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, *, norm_layer: NormLayer = nn.BatchNorm2d) -> None:
         pool: nn.Module = (
             nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)
             if stride > 1 else nn.Identity()
         )
-        super().__init__(pool, conv1x1(c_in, c_out), nn.BatchNorm2d(c_out))
+        super().__init__(pool, conv1x1(c_in, c_out), norm_layer(c_out))
 
     @staticmethod
     def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int) -> None:
@@ -112,7 +122,8 @@ class AvgPoolProjection(nn.Sequential):
 
 # shortcut name -> (module where dimensions change, module where they do not).
 # None means the identity; "none" (plain nets) has no addition at all.
-ShortcutFactory = Callable[[int, int, int], nn.Module]
+# A factory is called as factory(c_in, c_out, stride, norm_layer=...).
+ShortcutFactory = Callable[..., nn.Module]
 SHORTCUT_MODULES: dict[str, tuple[ShortcutFactory | None, ShortcutFactory | None]] = {
     "A": (ZeroPadShortcut, None),
     "B": (Projection, None),
@@ -122,11 +133,12 @@ SHORTCUT_MODULES: dict[str, tuple[ShortcutFactory | None, ShortcutFactory | None
 }
 
 
-def make_shortcut(option: str, c_in: int, c_out: int, stride: int) -> nn.Module | None:
+def make_shortcut(option: str, c_in: int, c_out: int, stride: int, *,
+                  norm_layer: NormLayer = nn.BatchNorm2d) -> nn.Module | None:
     """The `downsample` module of one block, or None for the identity (or no shortcut)."""
     changes = stride != 1 or c_in != c_out
     factory = SHORTCUT_MODULES[option][0 if changes else 1]
-    return factory(c_in, c_out, stride) if factory is not None else None
+    return factory(c_in, c_out, stride, norm_layer=norm_layer) if factory is not None else None
 
 
 def count_shortcut(counter: Counter, option: str, size: int, c_in: int, c_out: int, stride: int) -> None:
@@ -151,10 +163,10 @@ class _Residual(nn.Module):
         self.has_shortcut = shortcut != "none"
         self.relu = nn.ReLU(inplace=True)
 
-    def _add_shortcut(self, shortcut: str, c_in: int, c_out: int, stride: int) -> None:
+    def _add_shortcut(self, shortcut: str, c_in: int, c_out: int, stride: int, norm_layer: NormLayer) -> None:
         # Called after the branch's layers: torchvision registers `downsample`
         # last, and state_dict order follows registration order.
-        self.downsample = make_shortcut(shortcut, c_in, c_out, stride)
+        self.downsample = make_shortcut(shortcut, c_in, c_out, stride, norm_layer=norm_layer)
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.downsample is None else self.downsample(x)
@@ -165,13 +177,14 @@ class BasicBlock(_Residual):
 
     last_bn = "bn2"
 
-    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, **_: object) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, shortcut: str = "B", *,
+                 norm_layer: NormLayer = nn.BatchNorm2d) -> None:
         super().__init__(shortcut)
         self.conv1 = conv3x3(c_in, c_out, stride)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = norm_layer(c_out)
         self.conv2 = conv3x3(c_out, c_out)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self._add_shortcut(shortcut, c_in, c_out, stride)
+        self.bn2 = norm_layer(c_out)
+        self._add_shortcut(shortcut, c_in, c_out, stride, norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -181,8 +194,7 @@ class BasicBlock(_Residual):
         return self.relu(out)
 
     @staticmethod
-    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
-              **_: object) -> int:
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str) -> int:
         """Count the block; return its output size."""
         out = counter.conv(size, c_in, c_out, 3, stride)
         counter.bn(c_out)
@@ -198,17 +210,17 @@ class Bottleneck(_Residual):
     last_bn = "bn3"
     is_bottleneck = True
 
-    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, inner: int,
-                 groups: int, stride_on: str, **_: object) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, shortcut: str = "B", *, inner: int,
+                 groups: int = 1, stride_on: str = "3x3", norm_layer: NormLayer = nn.BatchNorm2d) -> None:
         super().__init__(shortcut)
         stride_1x1, stride_3x3 = STRIDE_PLACEMENTS[stride_on](stride)
         self.conv1 = conv1x1(c_in, inner, stride_1x1)
-        self.bn1 = nn.BatchNorm2d(inner)
+        self.bn1 = norm_layer(inner)
         self.conv2 = conv3x3(inner, inner, stride_3x3, groups)
-        self.bn2 = nn.BatchNorm2d(inner)
+        self.bn2 = norm_layer(inner)
         self.conv3 = conv1x1(inner, c_out)
-        self.bn3 = nn.BatchNorm2d(c_out)
-        self._add_shortcut(shortcut, c_in, c_out, stride)
+        self.bn3 = norm_layer(c_out)
+        self._add_shortcut(shortcut, c_in, c_out, stride, norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -219,8 +231,8 @@ class Bottleneck(_Residual):
         return self.relu(out)
 
     @staticmethod
-    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
-              inner: int, groups: int, stride_on: str, **_: object) -> int:
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str, *,
+              inner: int, groups: int, stride_on: str) -> int:
         """Count the block; return its output size."""
         stride_1x1, stride_3x3 = STRIDE_PLACEMENTS[stride_on](stride)
         mid = counter.conv(size, c_in, inner, 1, stride_1x1)
@@ -243,13 +255,14 @@ class PreActBasicBlock(_Residual):
     last_bn = None
     is_preact = True
 
-    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, **_: object) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, shortcut: str = "B", *,
+                 norm_layer: NormLayer = nn.BatchNorm2d) -> None:
         super().__init__(shortcut)
-        self.bn1 = nn.BatchNorm2d(c_in)
+        self.bn1 = norm_layer(c_in)
         self.conv1 = conv3x3(c_in, c_out, stride)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = norm_layer(c_out)
         self.conv2 = conv3x3(c_out, c_out)
-        self._add_shortcut(shortcut, c_in, c_out, stride)
+        self._add_shortcut(shortcut, c_in, c_out, stride, norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu(self.bn1(x))
@@ -260,8 +273,7 @@ class PreActBasicBlock(_Residual):
         return out
 
     @staticmethod
-    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
-              **_: object) -> int:
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str) -> int:
         """Count the block; return its output size."""
         counter.bn(c_in)
         out = counter.conv(size, c_in, c_out, 3, stride)
@@ -278,17 +290,17 @@ class PreActBottleneck(_Residual):
     is_bottleneck = True
     is_preact = True
 
-    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str, inner: int,
-                 groups: int, stride_on: str, **_: object) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, shortcut: str = "B", *, inner: int,
+                 groups: int = 1, stride_on: str = "3x3", norm_layer: NormLayer = nn.BatchNorm2d) -> None:
         super().__init__(shortcut)
         stride_1x1, stride_3x3 = STRIDE_PLACEMENTS[stride_on](stride)
-        self.bn1 = nn.BatchNorm2d(c_in)
+        self.bn1 = norm_layer(c_in)
         self.conv1 = conv1x1(c_in, inner, stride_1x1)
-        self.bn2 = nn.BatchNorm2d(inner)
+        self.bn2 = norm_layer(inner)
         self.conv2 = conv3x3(inner, inner, stride_3x3, groups)
-        self.bn3 = nn.BatchNorm2d(inner)
+        self.bn3 = norm_layer(inner)
         self.conv3 = conv1x1(inner, c_out)
-        self._add_shortcut(shortcut, c_in, c_out, stride)
+        self._add_shortcut(shortcut, c_in, c_out, stride, norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu(self.bn1(x))
@@ -300,8 +312,8 @@ class PreActBottleneck(_Residual):
         return out
 
     @staticmethod
-    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str,
-              inner: int, groups: int, stride_on: str, **_: object) -> int:
+    def count(counter: Counter, size: int, c_in: int, c_out: int, stride: int, shortcut: str, *,
+              inner: int, groups: int, stride_on: str) -> int:
         """Count the block; return its output size."""
         stride_1x1, stride_3x3 = STRIDE_PLACEMENTS[stride_on](stride)
         counter.bn(c_in)

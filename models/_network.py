@@ -2,7 +2,9 @@
 
 A network is a stem, then stages of blocks, then a head (the pycls AnyNet
 layout). Only the first block of a stage gets the stride and the changing
-shortcut, as in torchvision and the paper.
+shortcut, as in torchvision and the paper. `norm_layer` (default
+`nn.BatchNorm2d`) builds every normalisation of the network, as torchvision's
+`ResNet(norm_layer=...)` does; the module names stay the same (`bn1`, ...).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._blocks import BLOCK_TYPES
+from ._blocks import BLOCK_TYPES, NormLayer
 from ._complexity import Complexity, Counter
 from ._spec import ArchSpec
 from ._stems import STEM_TYPES
@@ -30,6 +32,10 @@ def _stem_has_bn(spec: ArchSpec) -> bool:
 
 
 def _block_kwargs(spec: ArchSpec, stage_index: int) -> dict[str, object]:
+    # The keywords the spec's block type takes: only bottlenecks have an inner
+    # width, groups and a stride placement (the spec rejects them elsewhere).
+    if not spec.is_bottleneck:
+        return {"shortcut": spec.shortcut}
     stage = spec.stages[stage_index]
     return {
         "shortcut": spec.shortcut,
@@ -39,16 +45,20 @@ def _block_kwargs(spec: ArchSpec, stage_index: int) -> dict[str, object]:
     }
 
 
+# Norms whose scale and shift start as the identity (SyncBatchNorm is no BatchNorm2d).
+_AFFINE_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)
+
+
 class ResNet(nn.Module):
     """A residual (or plain) network built from one ArchSpec; `self.spec` keeps it."""
 
-    def __init__(self, spec: ArchSpec) -> None:
+    def __init__(self, spec: ArchSpec, *, norm_layer: NormLayer = nn.BatchNorm2d) -> None:
         super().__init__()
         self.spec = spec
         stem = STEM_TYPES[spec.stem]
-        self.conv1 = stem.build(spec.in_channels, spec.stem_width)
+        self.conv1 = stem.build(spec.in_channels, spec.stem_width, norm_layer)
         has_bn = _stem_has_bn(spec)
-        self.bn1 = nn.BatchNorm2d(spec.stem_width) if has_bn else nn.Identity()
+        self.bn1 = norm_layer(spec.stem_width) if has_bn else nn.Identity()
         self.relu = nn.ReLU(inplace=True) if has_bn else nn.Identity()
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem.max_pool else nn.Identity()
 
@@ -59,24 +69,24 @@ class ResNet(nn.Module):
             blocks = []
             for position in range(stage.depth):
                 stride = stage.stride if position == 0 else 1
-                blocks.append(block_type(channels, stage.width, stride, **kwargs))
+                blocks.append(block_type(channels, stage.width, stride, norm_layer=norm_layer, **kwargs))
                 channels = stage.width
             self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
         self.num_stages = len(spec.stages)
 
         # Pre-activation nets end with the BN-ReLU their last block left out.
-        self.final_bn = nn.BatchNorm2d(channels) if spec.is_preact else None
+        self.final_bn = norm_layer(channels) if spec.is_preact else None
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, spec.num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
         # torchvision's init: Kaiming normal with fan-out for convs (He et al. 2015,
-        # "Delving Deep into Rectifiers"), BN as the identity.
+        # "Delving Deep into Rectifiers"), every affine norm as the identity.
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
+            elif isinstance(module, _AFFINE_NORMS) and getattr(module, "weight", None) is not None:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         if self.spec.zero_init_residual:
@@ -105,11 +115,11 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def build(spec: ArchSpec) -> ResNet:
-    """Build the network a spec describes; reads no global state."""
+def build(spec: ArchSpec, *, norm_layer: NormLayer = nn.BatchNorm2d) -> ResNet:
+    """Build the network a spec describes, each norm made by `norm_layer(channels)`; reads no global state."""
     if not isinstance(spec, ArchSpec):
         raise TypeError(f"build() takes an ArchSpec, got {type(spec).__name__}")
-    return ResNet(spec)
+    return ResNet(spec, norm_layer=norm_layer)
 
 
 @dataclass(frozen=True)

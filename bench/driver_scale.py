@@ -435,7 +435,7 @@ def storage(args: argparse.Namespace) -> None:
     import optuna
 
     import space
-    from search._runner import _screen
+    from search._plans import SampledPlans
     from search._searcher import RESULT_ATTR, SUMMARY_KEYS, ScreeningOptunaSearch, open_storage
     from search._trial import objective_metric
 
@@ -449,7 +449,7 @@ def storage(args: argparse.Namespace) -> None:
             study = space.load_study(_write_study(Path(folder), args.trials, 2))
             searcher = ScreeningOptunaSearch(
                 space=space.define_by_run(study), metric=metric, mode="max", sampler=space.make_sampler("random", 0),
-                storage=make_storage(Path(folder) / "study.db"), study_name=study.name, screen=_screen(study),
+                storage=make_storage(Path(folder) / "study.db"), study_name=study.name, screen=SampledPlans(study).screen,
                 on_rejected=lambda *_: None, objective_metrics=[metric])
             searcher.set_search_properties(None, None, {})
             asked = told = 0.0

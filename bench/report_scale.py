@@ -24,14 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run from a checkout without installing: the repository root holds `reports`.
+# Run from a checkout without installing: the repository root holds `reports`, tests/ the synthetic run writer.
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
+sys.path.insert(1, str(REPOSITORY / "tests"))
 
 import numpy as np  # noqa: E402
 
 import reports  # noqa: E402
-from reports import _synthetic as synthetic  # noqa: E402
+import synthetic_run as synthetic  # noqa: E402
 
 BUDGET_S = 20.0
 LEVELS = {"shortcut": ["A", "B", "C", "none"], "depth": [20, 32, 44, 56, 110], "width": [0.5, 1.0, 2.0, 4.0, 8.0]}

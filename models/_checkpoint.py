@@ -20,6 +20,7 @@ import os
 import pickle
 import platform
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 import runfolder
+from runfolder import untrusted
 
 from ._spec import ArchSpec
 
@@ -95,41 +97,109 @@ def is_checkpoint_folder(folder: Path) -> bool:
     return (folder / SPEC_FILE).is_file()
 
 
+def _checked_file(folder: Path, name: str) -> Path:
+    """`folder/name`, refused (CheckpointError) when it is a link that leads out of the checkpoint folder.
+
+    A checkpoint folder is read as untrusted input (runfolder._untrusted): its
+    files lie inside it, so weights from elsewhere are never loaded under its name.
+    """
+    path = folder / name
+    if path.is_symlink() and not untrusted.is_inside(path, folder):
+        raise CheckpointError(f"{path}: a link leading outside the checkpoint folder (to {path.resolve()}); "
+                              f"nothing outside it is read")
+    return path
+
+
+def _bounded_text(path: Path, limit: int) -> str:
+    try:
+        return untrusted.read_text(path, limit)
+    except runfolder.RunFolderError as error:
+        raise CheckpointError(str(error)) from None
+
+
 def read_spec(folder: Path) -> ArchSpec:
-    """The ArchSpec in `folder/arch.yaml` (read with yaml.safe_load, so it cannot build objects)."""
-    path = folder / SPEC_FILE
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    """The ArchSpec in `folder/arch.yaml` (safe YAML within the study-file caps, so it cannot build objects)."""
+    path = _checked_file(folder, SPEC_FILE)
+    if not os.path.lexists(path):
         raise CheckpointError(f"{path}: missing; a checkpoint folder holds {SPEC_FILE}, "
-                              f"{WEIGHTS_FILE} and {META_FILE}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: cannot be read ({error})") from None
+                              f"{WEIGHTS_FILE} and {META_FILE}")
+    text = _bounded_text(path, untrusted.MAX_YAML_BYTES)
     try:
-        return ArchSpec.from_yaml(text)
+        data = untrusted.parse_yaml(text, path)
+    except runfolder.RunFolderError as error:  # a YAML error, an unsafe tag, or past the caps
+        detail = str(error).removeprefix(str(path)).lstrip(":0123456789 ")
+        raise CheckpointError(f"{path}: not a valid spec file ({detail})") from None
+    try:
+        return ArchSpec.from_dict(data)
     except ValueError as error:
         raise CheckpointError(f"{path}: not a valid ArchSpec: {error}") from None
-    except Exception as error:  # yaml syntax errors and unsafe tags carry their own position
+    except Exception as error:  # a document that is not a mapping of fields
         first_line = str(error).splitlines()[0] if str(error) else ""
         raise CheckpointError(f"{path}: not a valid spec file ({type(error).__name__}: {first_line})") from None
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
-    """`folder/meta.json` as a dict; {} when the folder has none (a checkpoint made by hand)."""
-    path = folder / META_FILE
-    if not path.exists():
-        return {}
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """A checkpoint's meta.json: what `save_checkpoint` writes, with the defaults a hand-made folder lacks."""
+
+    format_version: int = FORMAT_VERSION
+    spec_key: str | None = None                   # the spec the weights were saved for; None: not recorded
+    versions: dict[str, str] = field(default_factory=dict)   # `versions()` when saved
+    train_settings: dict[str, Any] | None = None  # `TrainSettings.to_dict()` (checkpoints written by search)
+    data_settings: dict[str, Any] | None = None   # `DataSettings.to_dict()`
+    metrics: dict[str, Any] | None = None         # what training reported
+    extra: dict[str, Any] = field(default_factory=dict)  # any other key `save_checkpoint(**meta)` was given
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any], path: Path | str) -> "CheckpointMeta":
+        """The typed metadata of a JSON object; CheckpointError naming the field of a wrong type."""
+        version = document.get("format_version", FORMAT_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(f"{path}: format_version {version!r} is newer than this resnas reads "
+                                  f"(up to {FORMAT_VERSION}); upgrade resnas")
+        typed = {"spec_key": (str, type(None)), "versions": (dict,), "train_settings": (dict, type(None)),
+                 "data_settings": (dict, type(None)), "metrics": (dict, type(None))}
+        for name, allowed in typed.items():
+            if name in document and not isinstance(document[name], allowed):
+                kinds = " or ".join("null" if kind is type(None) else ("an object" if kind is dict else "text")
+                                    for kind in allowed)
+                raise CheckpointError(f"{path}: field {name}: got a JSON {type(document[name]).__name__}; "
+                                      f"allowed: {kinds}")
+        known = {"format_version", *typed}
+        return cls(format_version=version, **{name: document[name] for name in typed if name in document},
+                   extra={name: value for name, value in document.items() if name not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, as `save_checkpoint` writes it (fields it does not hold left out)."""
+        document: dict[str, Any] = {"format_version": self.format_version, **self.extra}
+        for name in ("spec_key", "versions", "train_settings", "data_settings", "metrics"):
+            if getattr(self, name) not in (None, {}):
+                document[name] = getattr(self, name)
+        return document
+
+
+def read_checkpoint_meta(folder: Path) -> CheckpointMeta | None:
+    """`folder/meta.json` as a CheckpointMeta; None when the folder has none (a checkpoint made by hand).
+
+    Read as untrusted input: a plain file (not /dev/zero or a FIFO) of at most
+    MAX_META_JSON_BYTES, UTF-8 JSON nested within MAX_JSON_DEPTH levels.
+    """
+    path = _checked_file(folder, META_FILE)
+    if not os.path.lexists(path):
+        return None
     try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+        document = untrusted.read_json(path, untrusted.MAX_META_JSON_BYTES)
+    except runfolder.RunFolderError as error:
+        raise CheckpointError(str(error).replace("not readable JSON", "not valid JSON")) from None
     if not isinstance(document, dict):
         raise CheckpointError(f"{path}: got a JSON {type(document).__name__}; allowed: a JSON object")
-    version = document.get("format_version", FORMAT_VERSION)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {version!r} is newer than this resnas reads "
-                              f"(up to {FORMAT_VERSION}); upgrade resnas")
-    return document
+    return CheckpointMeta.from_dict(document, path)
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """`folder/meta.json` as a dict (every key it holds); {} when the folder has none (a checkpoint made by hand)."""
+    meta = read_checkpoint_meta(folder)
+    return {} if meta is None else meta.to_dict()
 
 
 def _read_safetensors(path: Path, device: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -197,13 +267,31 @@ WEIGHT_READERS: dict[str, Callable[[Path, str], tuple[dict[str, torch.Tensor], d
 
 
 def weights_path(folder: Path) -> Path:
-    """The weights file of a checkpoint folder; a clear error when it has none."""
+    """The weights file of a checkpoint folder (a plain file inside it, within MAX_WEIGHTS_BYTES); a clear error
+    when it has none."""
     for name in WEIGHT_READERS:
-        if (folder / name).is_file():
-            return folder / name
+        path = _checked_file(folder, name)
+        if os.path.lexists(path):
+            try:
+                os.close(_bounded_fd(path))
+            except runfolder.RunFolderError as error:
+                raise CheckpointError(str(error)) from None
+            except OSError as error:
+                raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+            return path
     raise CheckpointError(f"{folder}: no weights file ({' or '.join(WEIGHT_READERS)}); the folder "
                           f"holds only the spec: build an untrained copy with "
                           f"models.build(models.load_spec({str(folder)!r}))")
+
+
+def _bounded_fd(path: Path) -> int:
+    fd = untrusted.open_regular(path)
+    try:
+        untrusted.check_size(path, os.fstat(fd).st_size, untrusted.MAX_WEIGHTS_BYTES)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_weights(folder: Path, spec: ArchSpec, device: str = "cpu") -> dict[str, torch.Tensor]:

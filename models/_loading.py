@@ -22,7 +22,7 @@ from ._checkpoint import (CheckpointError, WEIGHT_READERS, as_state_dict, check_
                           is_checkpoint_folder, read_meta, read_spec, read_weights)
 from ._describe import read_spec_text
 from ._network import ResNet, build
-from ._run_folder import TrialRecord, find_trial, is_run_folder
+from ._run_folder import TrialRecord, checkpoint_folder, find_trial, is_run_folder
 from ._spec import ArchSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -43,7 +43,7 @@ def _resolve(path: str | Path, rank: int | None, trial: str | int | None,
                               f"folder that holds arch.yaml, or a run folder with rank=/trial=")
     if is_run_folder(folder):
         record, position = find_trial(folder, rank, trial, with_weights)
-        checkpoint = folder / record.checkpoint if record.checkpoint else None
+        checkpoint = checkpoint_folder(folder, record) if record.checkpoint else None
         if with_weights and checkpoint is not None and not checkpoint.is_dir():
             raise CheckpointError(f"{checkpoint}: missing, though {folder.name}/results lists it as the "
                                   f"checkpoint of {record.trial_id}; the folder was moved or deleted")

@@ -32,6 +32,16 @@ def read_trials(run_dir: Path) -> list[TrialRecord]:
         raise CheckpointError(str(error)) from None
 
 
+def checkpoint_folder(run_dir: Path, record: TrialRecord) -> Path:
+    """The folder a trial's `checkpoint` cell names, refused (CheckpointError naming the cell) unless it lies inside
+    the run folder: an absolute path, `..` or a link leading out is never loaded (runfolder._untrusted)."""
+    try:
+        return runfolder.stored_path(run_dir, record.checkpoint, f"{runfolder.TRIALS_LOG} / results table, trial "
+                                                                 f"{record.trial_id}, column checkpoint")
+    except runfolder.RunFolderError as error:
+        raise CheckpointError(str(error)) from None
+
+
 def ranked(records: list[TrialRecord], with_weights: bool) -> list[TrialRecord]:
     """Complete trials in the run-folder ranking; only those with kept weights if asked."""
     chosen = [r for r in records if r.arch_yaml and (r.checkpoint or not with_weights)]

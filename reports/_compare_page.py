@@ -15,6 +15,7 @@ import runfolder
 from reports import _html as h
 from reports._compare import (ALL_PAIRS, CHANGED, NOT_IN_EVERY_RUN, STUDY_SECTION, TRAINED_SECTION, Comparison,
                               CompareError, runs_table)
+from reports._csv_folder import write_csv_folder
 from reports._html import Cell, verdict_html
 from reports._stats import ALPHA, metric_name
 
@@ -315,11 +316,7 @@ def write_comparison(comparison: Comparison, out: str | Path) -> Path:
     directory = tables_dir(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        directory.mkdir(exist_ok=True)
-        for stale in directory.glob("*.csv"):
-            stale.unlink()
-        for name, frame in comparison.csv_tables().items():
-            frame.to_csv(directory / f"{name}.csv", index=False)
+        write_csv_folder(directory, comparison.csv_tables())
         runfolder.atomic_write_text(out, page)
     except OSError as error:
         raise CompareError(f"{error.filename or out}: cannot write the comparison ({error.strerror or error})") from None

@@ -34,9 +34,9 @@ from reports._stats import (ABLATION_METRICS, ALPHA, NULL_LEVEL, Comparison, acc
 INTERACTION_TEST = "two-way ANOVA F (Type II)"
 BLOCKED_TEST = "two-way ANOVA F (Type II), seeds as blocks"
 INTERACTION_VERDICTS = {
-    "interaction": "p < 0.05: the effect of one factor depends on the level of the other; read the simple effects, "
+    "interaction": f"p < {ALPHA:g}: the effect of one factor depends on the level of the other; read the simple effects, "
                    "not the pooled comparisons",
-    "within noise": "p >= 0.05: no evidence that the effects differ between levels",
+    "within noise": f"p >= {ALPHA:g}: no evidence that the effects differ between levels",
     "not testable": "the design cannot separate the interaction (see the reason)",
 }
 

@@ -26,7 +26,7 @@ DECISION_RULE = (
     "which, and n counts pairs when paired. p is that test's two-sided p-value; Holm p adjusts it over the comparisons "
     f"of one factor and one metric (statsmodels multipletests, Holm). The verdict uses Holm p: higher or lower when "
     f"Holm p < {ALPHA:g}, else within noise. The 95% CI of Δ is the same test's own interval, unadjusted, so it "
-    "excludes 0 exactly when p < 0.05: every higher or lower has its CI on that side of 0, and a CI that excludes 0 "
+    f"excludes 0 exactly when p < {ALPHA:g}: every higher or lower has its CI on that side of 0, and a CI that excludes 0 "
     "beside within noise (marked †) is a difference that does not survive Holm. Effect size d: Cohen's d_z (Δ / sd of "
     "the per-seed differences) when paired, Cohen's d (Δ / pooled sd) when not.")
 
@@ -46,8 +46,8 @@ def _ci_cell(row: Any, key: str) -> Cell:
 def verdict_cell(row: Any, key: str) -> Cell:
     """A verdict cell keyed `<key>.verdict`, with † where the unadjusted p alone would have called it."""
     verdict = h.escape(row.verdict)
-    # † marks a CI that excludes 0 beside "within noise": p < 0.05 before Holm, not after.
-    dagger = (' <span title="p &lt; 0.05 before Holm, not after">†</span>'
+    # † marks a CI that excludes 0 beside "within noise": p < ALPHA before Holm, not after.
+    dagger = (f' <span title="p &lt; {ALPHA:g} before Holm, not after">†</span>'
               if row.verdict == "within noise" and np.isfinite(row.p_value) and row.p_value < ALPHA else "")
     return Cell(f'<span data-key="{h.escape(key)}.verdict">{verdict}</span>{dagger}',
                 css=f"verdict {verdict_class(row.verdict)}", trusted_html=True)
@@ -93,7 +93,7 @@ def _interactions_html(tables: ReportTables) -> str:
             "test column says so); statsmodels ols + anova_lm, on the complete trials where both factors exist. "
             "Effect size: partial "
             "η² = SS(interaction) / (SS(interaction) + SS(residual)). The verdict uses this F-test's own p against "
-            "0.05, not adjusted: an interaction only sends the reader to the simple effects, and a missed one costs more "
+            f"{ALPHA:g}, not adjusted: an interaction only sends the reader to the simple effects, and a missed one costs more "
             f'than an extra warning.</p><ul class="muted">{legend}</ul>'
             + h.table(["factors", "accuracy", "n", "test", "F", "df", "p", "partial η²", "verdict", "why not testable"], rows,
                       testid="interactions"))

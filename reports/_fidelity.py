@@ -16,34 +16,27 @@ architectures or trials:
   verdict, whether the retrained architectures still show it (Welch's t and
   Holm, the report's decision rule, on architecture means or on runs).
 
-The bootstrap is written here rather than through scipy.stats.bootstrap: that
-calls kendalltau once per resample (about 0.4 ms each, so 2000 resamples of 10
-epochs take 8 s), while a resample is a vector of multinomial counts over the
-trials, and tau-b of every resample follows from one matrix product with the
-pairwise concordance matrix (`bootstrap_kendall_taus`). A test checks every
-resample against scipy.stats.kendalltau on the same draws.
+Kendall's tau-b and its bootstrap CI: reports._kendall.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import runfolder
+# Also the names reports/__init__ and tests/reports/test_fidelity.py import from here.
+from reports._kendall import (MIN_TAU_N, RankCorrelation, bootstrap_kendall_taus, kendall_tau,  # noqa: F401
+                              kendall_tau_ci, resample_counts, resample_indices)
 from reports._load import ReportError, RunData, level_labels
-from reports._stats import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, NULL_LEVEL, compare, holm,
-                            percentile_interval, verdict)
+from reports._stats import ALPHA, BOOTSTRAP_SEED, NULL_LEVEL, compare, holm, verdict
 
 # The ranking counts as stable where the CI's lower bound of tau exceeds this:
 # without ties, tau = 0.7 means (1 + 0.7) / 2 = 85% of the pairs of trials are
 # already ordered as they end.
 STABLE_TAU = 0.7
-# Kendall's tau needs 3 values to say more than the sign of one pair.
-MIN_TAU_N = 3
 # Below 5 architectures even a perfect agreement is not significant (exact
 # two-sided p = 2 / 4! = 0.083 at n = 4), so a ranking over fewer cannot be told.
 MIN_ARCHITECTURES = 5
@@ -53,10 +46,10 @@ MAX_STABILITY_TRIALS = 300
 # Likewise at most this many epochs get a tau: beyond it (the paper's 164 epochs) they are spaced
 # geometrically, densest early, where ASHA cuts, with the grace period and the final epoch always among them.
 MAX_STABILITY_EPOCHS = 50
-# search.asha defaults (space/_schema.py `Asha`), for a study.yaml that names the scheduler but
-# not its settings; reports may not import space (docs/DESIGN.md, import graph).
-ASHA_DEFAULT_GRACE_PERIOD = 1
-ASHA_DEFAULT_REDUCTION_FACTOR = 3
+# search.asha defaults, for a study.yaml that names the scheduler but not its settings (one home, in runfolder,
+# which the study schema reads too).
+ASHA_DEFAULT_GRACE_PERIOD = runfolder.DEFAULT_ASHA_GRACE_PERIOD
+ASHA_DEFAULT_REDUCTION_FACTOR = runfolder.DEFAULT_ASHA_REDUCTION_FACTOR
 
 RANK_STABILITY_COLUMNS = ["epoch", "n", "kendall_tau", "ci_low", "ci_high"]
 BUDGET_FIDELITY_COLUMNS = ["retrain_epochs", "search_epochs", "search_metric", "retrain_metric", "n",
@@ -68,9 +61,9 @@ BUDGET_VERDICT_COLUMNS = ["factor", "level", "reference", "retrain_epochs", "sea
                           "fidelity"]
 # What the `fidelity` column of budget_verdicts.csv says, and what each means; the page prints this legend.
 FIDELITY_READINGS = {
-    "holds": "the retrained comparison gives the search budget's verdict (same direction, Holm p < 0.05)",
+    "holds": f"the retrained comparison gives the search budget's verdict (same direction, Holm p < {ALPHA:g})",
     "same direction, within noise": "the retrained difference has the search verdict's sign but is not significant",
-    "reversed": "the retrained comparison gives the opposite verdict (Holm p < 0.05)",
+    "reversed": f"the retrained comparison gives the opposite verdict (Holm p < {ALPHA:g})",
     "opposite direction, within noise": "the retrained difference has the opposite sign, not significantly",
     "still within noise": "within noise at both budgets",
     "appears": "within noise at the search budget, significant after retraining",
@@ -92,96 +85,6 @@ RUN_UNIT = "runs"
 RETRAIN_TEST = "Welch t"
 
 
-# ------------------------------------------------------------------ Kendall's tau and its bootstrap
-def kendall_tau(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(tau-b, two-sided p) of scipy.stats.kendalltau; (nan, nan) with fewer than MIN_TAU_N pairs."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < MIN_TAU_N:
-        return float("nan"), float("nan")
-    from scipy import stats  # imported here: only runs with curves or retrains pay for scipy
-
-    with warnings.catch_warnings():
-        # A constant column has no ranking; scipy warns and returns nan, which we keep.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.kendalltau(x, y)
-    return float(result.statistic), float(result.pvalue)
-
-
-def _row_sums_by_value(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """For each resample (row of `counts`), the draws of each distinct value of `values` (one bincount)."""
-    codes = np.unique(values, return_inverse=True)[1].ravel()
-    distinct = int(codes.max()) + 1
-    flat = (codes[None, :] + distinct * np.arange(len(counts))[:, None]).ravel()
-    return np.bincount(flat, weights=counts.ravel(), minlength=distinct * len(counts)).reshape(len(counts), distinct)
-
-
-def _tied_pairs(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Pairs of draws tied on `values` in each resample (row of `counts`), copies of one trial included."""
-    per_value = counts if np.unique(values).size == values.size else _row_sums_by_value(values, counts)
-    return ((per_value ** 2).sum(axis=1) - counts.sum(axis=1)) / 2.0
-
-
-def bootstrap_kendall_taus(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """tau-b of each resample, given as a row of `counts` (how often each of the n trials was drawn).
-
-    Concordant minus discordant pairs of a resample c is c'Mc / 2, with M the
-    n x n matrix of sign(x_i - x_j) * sign(y_i - y_j) (copies of one trial are
-    tied, so they add nothing); the pairs tied on x are (sum over each distinct
-    x of its draws squared - n) / 2; tau-b = S / sqrt((n0 - tied x)(n0 - tied y)),
-    as in scipy.stats.kendalltau. nan where a resample has one distinct value.
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    counts = np.asarray(counts, dtype=float)
-    concordance = np.sign(x[:, None] - x[None, :]) * np.sign(y[:, None] - y[None, :])
-    # float32 halves the product's time and stays exact: every partial sum is an integer below n^2 < 2^24.
-    exact32 = counts.shape[1] ** 2 < 2 ** 24
-    dtype = np.float32 if exact32 else np.float64
-    weighted = counts.astype(dtype) @ concordance.astype(dtype)
-    score = (weighted.astype(float) * counts).sum(axis=1) / 2.0
-    draws = counts.sum(axis=1)
-    pairs = draws * (draws - 1) / 2.0
-    denominator = np.sqrt((pairs - _tied_pairs(x, counts)) * (pairs - _tied_pairs(y, counts)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        taus = np.where(denominator > 0, score / np.where(denominator > 0, denominator, 1.0), np.nan)
-    return np.clip(taus, -1.0, 1.0)
-
-
-def resample_indices(n: int, seed: Any, n_resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
-    """`n_resamples` bootstrap resamples of n items (drawn with replacement) as rows of indices, seeded."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-
-
-def resample_counts(indices: np.ndarray, n: int) -> np.ndarray:
-    """Resamples given as rows of indices, as counts: how often each of the n items was drawn."""
-    rows = len(indices)
-    flat = (indices + n * np.arange(rows)[:, None]).ravel()
-    return np.bincount(flat, minlength=rows * n).reshape(rows, n)
-
-
-@dataclass(frozen=True)
-class RankCorrelation:
-    """Kendall's tau-b between two scores of the same items, its p and its bootstrap CI."""
-
-    n: int
-    tau: float
-    p_value: float
-    ci_low: float
-    ci_high: float
-
-
-def kendall_tau_ci(x: np.ndarray, y: np.ndarray, seed: Any = BOOTSTRAP_SEED,
-                   n_resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = CONFIDENCE) -> RankCorrelation:
-    """tau-b with its percentile bootstrap CI over items (resampled with replacement, seeded); nan below MIN_TAU_N."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    tau, p_value = kendall_tau(x, y)
-    if x.size < MIN_TAU_N:
-        return RankCorrelation(int(x.size), tau, p_value, float("nan"), float("nan"))
-    taus = bootstrap_kendall_taus(x, y, resample_counts(resample_indices(x.size, seed, n_resamples), x.size))
-    taus = taus[np.isfinite(taus)]
-    low, high = percentile_interval(taus, confidence) if taus.size else (float("nan"), float("nan"))
-    return RankCorrelation(int(x.size), tau, p_value, low, high)
-
-
 # ------------------------------------------------------------------ within a run
 @dataclass(frozen=True)
 class AshaSettings:
@@ -196,17 +99,14 @@ class AshaSettings:
 def asha_settings(run: RunData) -> AshaSettings:
     """search.scheduler and search.asha of the study as run; `scheduler` is 'unknown' without a study.yaml."""
     try:
-        study = runfolder.read_study_yaml(run.run_dir)
+        study = runfolder.read_study_record(run.run_dir)
     except runfolder.RunFolderError as error:
         raise ReportError(str(error)) from None
     if study is None:
         return AshaSettings("unknown", None, None, f"{runfolder.STUDY_YAML} is missing")
-    search = study.get("search")
-    search = search if isinstance(search, dict) else {}
-    scheduler = str(search.get("scheduler") or "none")
-    if scheduler != "asha":
-        return AshaSettings(scheduler, None, None, runfolder.STUDY_YAML)
-    asha = search.get("asha") if isinstance(search.get("asha"), dict) else {}
+    if study.scheduler != "asha":
+        return AshaSettings(study.scheduler, None, None, runfolder.STUDY_YAML)
+    asha = study.asha
     return AshaSettings("asha", int(asha.get("grace_period", ASHA_DEFAULT_GRACE_PERIOD)),
                         float(asha.get("reduction_factor", ASHA_DEFAULT_REDUCTION_FACTOR)), runfolder.STUDY_YAML)
 
@@ -332,7 +232,7 @@ class BudgetFidelity:
 
 
 def _search_epochs(run: RunData) -> float:
-    budget = run.info.get("budget") if isinstance(run.info.get("budget"), dict) else {}
+    budget = (run.run_info.budget if run.run_info is not None else None) or {}
     epochs = budget.get("epochs")
     return float(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else float("nan")
 

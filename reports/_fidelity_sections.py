@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from reports import _html as h
-from reports._fidelity import (ARCHITECTURE_UNIT, FIDELITY_READINGS, MIN_ARCHITECTURES, RETRAIN_TEST, RUN_UNIT,
-                               BudgetFidelity, RankStability)
-from reports._html import Cell, verdict_class
-from reports._load import RunData
-from reports._stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, metric_name
-from reports._tables import TABLES_DIR, ReportTables
+from . import _html as h
+from ._fidelity import (ARCHITECTURE_UNIT, FIDELITY_READINGS, MIN_ARCHITECTURES, RETRAIN_TEST, RUN_UNIT,
+                        BudgetFidelity, RankStability)
+from ._html import Cell, verdict_class
+from ._load import RunData
+from ._stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, metric_name
+from ._tables import TABLES_DIR, ReportTables
 
 SEARCH_METRICS = {"val_acc_best": "best validation accuracy", "test_acc": "test accuracy"}
 
@@ -34,7 +34,7 @@ def rank_stability_figure(stability: RankStability) -> str:
     """Kendall's tau of each epoch against the final one, its bootstrap CI as a band, the threshold and ASHA's cut."""
     from matplotlib.ticker import MaxNLocator
 
-    from reports._figures import _new_figure, _style, to_data_uri  # seconds of import: only when drawn
+    from ._figures import _new_figure, _style, to_data_uri  # seconds of import: only when drawn
 
     table = stability.table
     with _style():

@@ -76,11 +76,11 @@ def _banners(run: RunData, tables: ReportTables, live_refresh_s: int | None = No
     if live_refresh_s:
         banners.append(_live_banner(run, live_refresh_s))
     elif info and not info.get("finished"):
-        banners.append(h.banner("The study has not finished (run.json has no finish time): "
+        banners.append(h.banner(f"The study has not finished ({runfolder.RUN_JSON} has no finish time): "
                                 "the tables cover the trials recorded so far."))
     n_complete = int((run.results["status"] == "complete").sum())
     if len(run.results) == 0:
-        banners.append(h.banner("results.parquet holds no trial: there is nothing to report yet.", "danger"))
+        banners.append(h.banner(f"{runfolder.RESULTS_PARQUET} holds no trial: there is nothing to report yet.", "danger"))
     elif len(accuracy_values(run, run.headline_metric)) == 0:
         banners.append(h.banner(
             f"No trial completed with an accuracy ({n_complete} complete, {len(run.results) - n_complete} failed or "
@@ -247,6 +247,6 @@ def header(run: RunData, tables: ReportTables, sections: list[tuple[str, str]],
     nav = "".join(f'<a href="#{h.escape(anchor)}">{h.escape(title)}</a>' for anchor, title in sections)
     notes = "".join(h.note(text) for text in run.notes + tables.notes)
     question_html = (f'<p class="question">{h.escape(question)}</p>' if question
-                     else '<p class="question muted">(no study question recorded in run.json)</p>')
+                     else f'<p class="question muted">(no study question recorded in {runfolder.RUN_JSON})</p>')
     return (f"<header><h1>Study: {h.escape(run.name)}</h1>{question_html}<nav>{nav}</nav></header>"
             + "".join(_banners(run, tables, live_refresh_s)) + _findings(run, tables) + _metadata(run, tables) + notes)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 import runfolder
-from runfolder import FACTOR_PREFIX, STATUSES
+from runfolder import FACTOR_PREFIX
 
 ACCURACY_COLUMNS = ("test_acc", "val_acc_best", "val_acc_final")
 
@@ -24,6 +24,8 @@ ACCURACY_COLUMNS = ("test_acc", "val_acc_best", "val_acc_final")
 # categorical when it has at most this many distinct values; more than that is
 # a searched numeric range, and binning it would invent levels.
 MAX_INFERRED_LEVELS = 12
+# The source of a factor's levels when run.json declares none: the results table's own values.
+INFERRED = f"{runfolder.RESULTS_PARQUET} (inferred)"
 
 class ReportError(ValueError):
     """A run folder that cannot be reported on; the message names the file and the problem."""
@@ -52,6 +54,7 @@ class RunData:
 
     run_dir: Path
     name: str
+    # run.json as plain data (`run_info.to_dict()`: every field, defaults filled); {} when the folder has none.
     info: dict[str, Any]
     results: pd.DataFrame
     curves: pd.DataFrame | None
@@ -63,6 +66,8 @@ class RunData:
     # The accuracy that figures and the ablation lead with.
     headline_metric: str
     notes: list[str] = field(default_factory=list)
+    # run.json, typed (runfolder.RunInfo); None when the folder has none.
+    run_info: runfolder.RunInfo | None = None
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -97,15 +102,12 @@ def level_labels(column: pd.Series) -> pd.Series:
     return pd.Series(labels[codes], index=column.index, dtype=object)
 
 
-def _factors_from_run_json(info: dict[str, Any], results: pd.DataFrame, notes: list[str]) -> list[Factor]:
-    declared = info.get("factors") or {}
-    if not isinstance(declared, dict):
-        raise ReportError(f"run.json: field factors: expected an object name -> {{levels, reference}}, got {declared!r}")
+def _factors_from_run_json(declared: dict[str, Any], results: pd.DataFrame, notes: list[str]) -> list[Factor]:
     factors = []
     for name, spec in declared.items():
         column = FACTOR_PREFIX + name
         if column not in results.columns:
-            notes.append(f"Factor {name!r} is declared in run.json but results.parquet has no column {column!r}; it is left out.")
+            notes.append(f"Factor {name!r} is declared in {runfolder.RUN_JSON} but {runfolder.RESULTS_PARQUET} has no column {column!r}; it is left out.")
             continue
         spec = spec if isinstance(spec, dict) else {}
         levels = spec.get("levels")
@@ -120,8 +122,8 @@ def _factors_from_run_json(info: dict[str, Any], results: pd.DataFrame, notes: l
         extra = [label for label in observed if label not in labels and label != NULL_LABEL]
         if extra:
             notes.append(
-                f"Factor {name!r}: results.parquet holds level(s) {', '.join(map(repr, extra))} "
-                "that run.json does not declare; they are shown after the declared ones."
+                f"Factor {name!r}: {runfolder.RESULTS_PARQUET} holds level(s) {', '.join(map(repr, extra))} "
+                f"that {runfolder.RUN_JSON} does not declare; they are shown after the declared ones."
             )
         reference = spec.get("reference")
         reference_label = level_label(reference) if reference is not None else (labels[0] if labels else None)
@@ -138,14 +140,13 @@ def _inferred_factor(column: str, results: pd.DataFrame) -> Factor:
     distinct = values.dropna().unique()
     name = column[len(FACTOR_PREFIX):]
     if numeric and len(distinct) > MAX_INFERRED_LEVELS:
-        return Factor(name, column, None, None, "results.parquet (inferred)")
+        return Factor(name, column, None, None, INFERRED)
     labels = [level_label(value) for value in sorted(distinct, key=lambda v: (str(type(v)), v))]
-    return Factor(name, column, tuple(labels), labels[0] if labels else None, "results.parquet (inferred)")
+    return Factor(name, column, tuple(labels), labels[0] if labels else None, INFERRED)
 
 
-def _ranking(info: dict[str, Any], notes: list[str]) -> tuple[str, bool]:
+def _ranking(objectives: list[list[str]], notes: list[str]) -> tuple[str, bool]:
     """The run-folder ranking (as models.load and retrain rank), with a note where the study's objective differs."""
-    objectives = info.get("objectives") or [["val_acc", "max"]]
     try:
         metric = objectives[0][0]
     except (TypeError, IndexError, KeyError):
@@ -189,15 +190,15 @@ def load_run(run_dir: str | Path) -> RunData:
             results[column] = pd.to_numeric(results[column], errors="coerce").astype(float)
 
     notes: list[str] = []
-    info = _read(runfolder.read_run_json, run_dir)
-    if info is None:
-        info = {}
+    run_info = _read(runfolder.read_run_info, run_dir)
+    if run_info is None:
         notes.append(f"{runfolder.RUN_JSON} is missing: the study question, dataset, budget, hardware and versions "
                      f"are unknown, and factors are inferred from the factor.* columns of the results.")
 
-    factors = _factors_from_run_json(info, results, notes)
+    declared_factors = run_info.factors if run_info is not None else {}
+    factors = _factors_from_run_json(declared_factors, results, notes)
     declared = {factor.column for factor in factors}
-    declared_names = set((info.get("factors") or {}).keys())
+    declared_names = set(declared_factors)
     for column in results.columns:
         if column.startswith(FACTOR_PREFIX) and column not in declared and column[len(FACTOR_PREFIX):] not in declared_names:
             factors.append(_inferred_factor(column, results))
@@ -209,11 +210,12 @@ def load_run(run_dir: str | Path) -> RunData:
         notes.append(f"{runfolder.CURVES_PARQUET} is missing: no learning curves.")
     retrain = _read(runfolder.read_retrain, run_dir)
 
-    ranking_metric, ranking_maximize = _ranking(info, notes)
+    objectives = (run_info.objectives if run_info is not None else None) or [["val_acc", "max"]]
+    ranking_metric, ranking_maximize = _ranking(objectives, notes)
     return RunData(
         run_dir=run_dir,
-        name=str(info.get("study") or run_dir.resolve().name),
-        info=info,
+        name=(run_info.study if run_info is not None else "") or run_dir.resolve().name,
+        info=run_info.to_dict() if run_info is not None else {},
         results=results,
         curves=curves,
         retrain=retrain,
@@ -222,4 +224,5 @@ def load_run(run_dir: str | Path) -> RunData:
         ranking_maximize=ranking_maximize,
         headline_metric=_headline_metric(results),
         notes=notes,
+        run_info=run_info,
     )

@@ -27,8 +27,9 @@ from reports._factorial import SimpleComparison, tested_comparisons, within_text
 from reports._load import ReportError, RunData
 from reports._stats import ALPHA, Comparison
 
-# A difference of 1 percentage point, unless the study sets report.target_effect.
-DEFAULT_TARGET_EFFECT = 0.01
+# A difference of 1 percentage point, unless the study sets report.target_effect (its one home: runfolder's
+# StudyRecord, which the study schema reads too).
+DEFAULT_TARGET_EFFECT = runfolder.DEFAULT_TARGET_EFFECT
 DEFAULT_POWER = 0.8
 # A t-test needs 2 values per group; no answer is smaller.
 MIN_SEEDS = 2
@@ -123,19 +124,16 @@ def seeds_needed(effect: float, sd: float, paired: bool, alpha: float = ALPHA, p
 
 def target_effect(run: RunData) -> tuple[float, str]:
     """The study's report.target_effect from the run folder's study.yaml, else the default; and where it came from."""
-    path = runfolder.RunFolder(run.run_dir).study_yaml
     try:
-        study = runfolder.read_study_yaml(run.run_dir)
+        study = runfolder.read_study_record(run.run_dir)
+        effect = None if study is None else study.target_effect
     except runfolder.RunFolderError as error:
         raise ReportError(str(error)) from None
     if study is None:
         return DEFAULT_TARGET_EFFECT, f"the default ({runfolder.STUDY_YAML} is missing)"
-    report = study.get("report")
-    value = report.get("target_effect") if isinstance(report, dict) else None
-    if value is None:
+    if not study.sets_target_effect:
         return DEFAULT_TARGET_EFFECT, f"the default ({runfolder.STUDY_YAML} sets no report.target_effect)"
-    check_fraction(value, f"{path}: report.target_effect")
-    return float(value), f"report.target_effect in {runfolder.STUDY_YAML}"
+    return effect, f"report.target_effect in {runfolder.STUDY_YAML}"
 
 
 def check_fraction(value, where: str) -> None:
@@ -146,14 +144,9 @@ def check_fraction(value, where: str) -> None:
 
 def trial_resources(run: RunData) -> tuple[float, str]:
     """(devices held by one trial, unit of device-hours), as the runner counts them in run.json."""
-    budget = run.info.get("budget") if isinstance(run.info.get("budget"), dict) else {}
-    resources = budget.get("resources_per_trial") if isinstance(budget.get("resources_per_trial"), dict) else None
-    if resources is None:
-        return 1.0, "trial-hours"
-    gpus, cpus = resources.get("gpus") or 0, resources.get("cpus") or 1
-    unit = run.info.get("device_hours_unit") or ("GPU-hours" if gpus else "CPU-core-hours")
-    # As search's runner: trial seconds x GPUs per trial, or x CPU cores where trials hold no GPU.
-    return float(gpus or cpus), str(unit)
+    if run.run_info is None:
+        return 1.0, runfolder.TRIAL_HOURS
+    return run.run_info.trial_devices()
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import runfolder
 from reports import _html as h
+from reports._csv_folder import check_csv_folder, write_csv_folder
 from reports._header import header
 from reports._load import ReportError, load_run
 from reports._power import target_effect
@@ -33,12 +34,8 @@ def render_page(tables: ReportTables, live_refresh_s: int | None = None) -> str:
 
 
 def write_tables(tables: ReportTables, directory: Path) -> None:
-    """Write each table the page shows as <name>.csv, removing CSVs of an earlier build."""
-    directory.mkdir(exist_ok=True)
-    for stale in directory.glob("*.csv"):
-        stale.unlink()
-    for name, frame in tables.csv_tables().items():
-        frame.to_csv(directory / f"{name}.csv", index=False)
+    """Write each table the page shows as <name>.csv, removing CSVs of an earlier build (never through a link)."""
+    write_csv_folder(directory, tables.csv_tables())
 
 
 def build_report(run_dir: str | Path, top_k: int = DEFAULT_TOP_K, live_refresh_s: int | None = None) -> Path:
@@ -49,6 +46,7 @@ def build_report(run_dir: str | Path, top_k: int = DEFAULT_TOP_K, live_refresh_s
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ReportError(f"top_k: got {top_k!r}; allowed: an integer >= 1")
+    check_csv_folder(runfolder.RunFolder(run_dir).report_tables)  # before any work: refused, nothing written
     run = load_run(run_dir)
     target_effect(run)  # a bad report.target_effect in study.yaml is refused before any table is computed
     tables = summarize(run, top_k)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+import runfolder
 from reports import _html as h
 from reports._html import Cell, verdict_html
 from reports._edf import MAX_BINS, MIN_BINS, MIN_TRIALS_PER_BIN, normalized_edf_frame
@@ -53,7 +54,7 @@ def _scatter_section(run: RunData, tables: ReportTables) -> str:
     parts, details = [], []
     for cost in COST_COLUMNS:
         if cost not in scored.columns:
-            parts.append(h.note(f"results.parquet has no {cost} column: no accuracy-vs-{cost} figure."))
+            parts.append(h.note(f"{runfolder.RESULTS_PARQUET} has no {cost} column: no accuracy-vs-{cost} figure."))
             continue
         positive = int((pd.to_numeric(scored[cost], errors="coerce") > 0).sum())
         if positive == 0:
@@ -104,7 +105,7 @@ def _ablation_section(run: RunData, tables: ReportTables) -> str:
         parts.append(h.note("The study has no categorical factor with declared levels: there is no ablation table."))
         return "".join(parts)
     if ablation.empty:
-        parts.append(h.note("results.parquet has neither test_acc nor val_acc_best: there is no ablation table."))
+        parts.append(h.note(f"{runfolder.RESULTS_PARQUET} has neither test_acc nor val_acc_best: there is no ablation table."))
         return "".join(parts)
     if (ablation["n"] == 0).all():
         parts.append(h.note("No complete trial has an accuracy: there is no statistic to show for any level."))
@@ -186,7 +187,7 @@ def _normalized_edf_html(run: RunData, tables: ReportTables) -> str:
     if not factors:
         return ""
     if "macs" not in run.results.columns:
-        return h.note("results.parquet has no macs column: no complexity-normalised error EDF.")
+        return h.note(f"{runfolder.RESULTS_PARQUET} has no macs column: no complexity-normalised error EDF.")
     drawable = [factor for factor in factors
                 if normalized_edf_frame(run, factor).groupby("level")["weight"].sum().gt(0).sum() >= 2]
     heading = "<h3>Normalised for complexity</h3>"
@@ -210,10 +211,10 @@ def _normalized_edf_html(run: RunData, tables: ReportTables) -> str:
 
 def _curves_section(run: RunData, tables: ReportTables) -> str:
     if run.curves is None:
-        return h.note("curves.parquet is missing: no learning curves.")
+        return h.note(f"{runfolder.CURVES_PARQUET} is missing: no learning curves.")
     complete_ids = set(run.complete["trial_id"])
     if not run.curves["trial_id"].isin(complete_ids).any():
-        return h.note("curves.parquet has no epoch of a complete trial: no learning curves.")
+        return h.note(f"{runfolder.CURVES_PARQUET} has no epoch of a complete trial: no learning curves.")
     caption = ("Mean validation accuracy per epoch over the complete trials of each level; the band is ±1 standard "
                "deviation across trials (none with a single trial). Failed and pruned trials are left out, since "
                "their curves stop early and would bias the later epochs.")
@@ -224,7 +225,7 @@ def _importance_section(run: RunData, tables: ReportTables) -> str:
     result = tables.importances
     if result is None:
         strategy = run.info.get("strategy")
-        known = f"This is a {strategy} study" if strategy else "run.json gives no strategy, so this is not known to be"
+        known = f"This is a {strategy} study" if strategy else f"{runfolder.RUN_JSON} gives no strategy, so this is not known to be"
         return h.note(f"{known}, not a searched (optuna) one: importances apply only to searched studies; "
                       "the ablation table compares the levels directly.")
     if result.table is None:
@@ -242,7 +243,7 @@ def _top_section(run: RunData, tables: ReportTables) -> str:
     top = tables.top_k
     if top.empty:
         if run.ranking_metric not in run.results.columns:
-            return h.note(f"results.parquet has no {run.ranking_metric} column: trials cannot be ranked.")
+            return h.note(f"{runfolder.RESULTS_PARQUET} has no {run.ranking_metric} column: trials cannot be ranked.")
         return h.note(f"No complete trial with {run.ranking_metric}: there is nothing to rank.")
     load_path = _load_path(run)
     metric = run.ranking_metric
@@ -293,7 +294,7 @@ def _retrained_section(run: RunData, tables: ReportTables) -> str:
             Cell(f"{h.keyed_span(h.percent(row['mean']), key + '.mean', float(row['mean']))} ± "
                  f"{h.keyed_span(h.percent(row['std']), key + '.std', float(row['std']))}", numeric=True, trusted_html=True),
         ])
-    return ('<p class="muted">Top architectures retrained from scratch with several seeds (retrain.parquet): test '
+    return (f'<p class="muted">Top architectures retrained from scratch with several seeds ({runfolder.RETRAIN_PARQUET}): test '
             "accuracy as mean ± std (sample std; — with a single seed) over n seeds.</p>"
             + h.table(["arch_key", "source trial", "n seeds", "test accuracy (%)"], rows, testid="retrained"))
 

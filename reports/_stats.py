@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 import runfolder
-from reports._load import NULL_LABEL, STATUSES, Factor, RunData, level_label, level_labels
+from runfolder import STATUSES
+from reports._load import NULL_LABEL, Factor, RunData, level_labels
 
 # Fixed so that a report built twice from one table prints the same intervals.
 BOOTSTRAP_SEED = 0
@@ -56,9 +57,9 @@ WELCH_T = "Welch t"
 # page prints this table as the ablation legend.
 VERDICTS = {
     "reference": "the level every other level is compared with",
-    "higher": "higher than the reference: Holm-adjusted p < 0.05",
-    "lower": "lower than the reference: Holm-adjusted p < 0.05",
-    "within noise": "Holm-adjusted p >= 0.05: no evidence of a difference at this number of trials",
+    "higher": f"higher than the reference: Holm-adjusted p < {ALPHA:g}",
+    "lower": f"lower than the reference: Holm-adjusted p < {ALPHA:g}",
+    "within noise": f"Holm-adjusted p >= {ALPHA:g}: no evidence of a difference at this number of trials",
     "n too small": "this level or the reference has fewer than 2 complete trials: no std, CI or test",
     "no trials": "no complete trial with this accuracy at this level",
 }
@@ -388,14 +389,8 @@ def failure_messages(failed: pd.DataFrame) -> pd.DataFrame:
 
 
 def retrained_summary(retrain: pd.DataFrame) -> pd.DataFrame:
-    """Retrained architectures grouped by arch_key: n seeds, mean and std of test accuracy."""
-    scored = retrain.assign(test_acc=pd.to_numeric(retrain["test_acc"], errors="coerce"))
-    grouped = scored.groupby("arch_key", sort=False)
-    summary = grouped["test_acc"].agg(n="count", mean="mean", std="std").reset_index()
-    if "source_trial_id" in scored.columns:
-        sources = grouped["source_trial_id"].agg(lambda ids: ", ".join(sorted({str(i) for i in ids})))
-        summary.insert(1, "source_trial_id", summary["arch_key"].map(sources))
-    return summary.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+    """Retrained architectures grouped by arch_key: n seeds, mean and std of test accuracy (as search.retrain prints)."""
+    return runfolder.retrain_summary(retrain)
 
 
 def level_frame(run: RunData, factor: Factor | None, metric: str) -> pd.DataFrame:

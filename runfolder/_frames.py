@@ -1,14 +1,13 @@
-"""The pandas readers of a run's tables: results, curves and retrain, each brought up to date from the trial log."""
+"""The pandas readers of a run's tables: results and curves, each brought up to date from the trial log (retrain.parquet: _retrain_rows)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ._atomic import atomic_write_frame
 from ._layout import RunFolder
 from ._log import _log_tail, _Replay, replay_log
-from ._mapping import RunFolderError, _first_line
+from ._untrusted import MAX_TABLE_BYTES, RunFolderError, _first_line, open_bounded
 from ._rows import CURVE_COLUMNS, STATUSES
 
 # What each reader needs of results.parquet; the report reads with the least.
@@ -33,8 +32,10 @@ def _read_frame(path: Path) -> Any:
         # One open file for the whole read: the writer replaces a table by renaming a new file over it, and
         # pyarrow given a path opens it twice (footer, then pages), so a rename between the two would pair one
         # file's footer with the other's pages. An open handle keeps reading the file it opened.
-        with path.open("rb") as handle:
+        with open_bounded(path, MAX_TABLE_BYTES) as handle:
             return pd.read_parquet(handle) if path.suffix == ".parquet" else pd.read_csv(handle)
+    except RunFolderError:
+        raise
     except Exception as error:  # pyarrow and pandas raise several unrelated types for a bad file
         kind = "parquet" if path.suffix == ".parquet" else "CSV"
         raise RunFolderError(f"{path}: not a readable {kind} file: {_first_line(error)}") from None
@@ -81,7 +82,7 @@ def read_results(run_dir: str | Path, required: Iterable[str] = REPORT_COLUMNS) 
     From results.parquet (else results.csv) and the trial log's lines after
     what that table holds; from the whole log where it has no marker.
     """
-    folder = RunFolder(run_dir)
+    folder = RunFolder(run_dir).checked()
     path = folder.results if folder.results.is_file() else folder.results_csv
     tail = _log_tail(folder.trials_log) if folder.trials_log.is_file() and path.is_file() else None
     if folder.trials_log.is_file() and tail is None:
@@ -103,7 +104,7 @@ def read_results(run_dir: str | Path, required: Iterable[str] = REPORT_COLUMNS) 
 
 def read_curves(run_dir: str | Path) -> Any | None:
     """Every epoch of every finished trial as a DataFrame (curves.parquet and the log after it); None when none."""
-    folder = RunFolder(run_dir)
+    folder = RunFolder(run_dir).checked()
     path = folder.curves
     tail = _log_tail(folder.trials_log) if folder.trials_log.is_file() and path.is_file() else None
     if folder.trials_log.is_file() and tail is None:
@@ -118,19 +119,3 @@ def read_curves(run_dir: str | Path) -> Any | None:
                            CURVE_COLUMNS)
     return frame
 
-
-def read_retrain(run_dir: str | Path) -> Any | None:
-    """retrain.parquet as a DataFrame; None when the folder has none."""
-    path = RunFolder(run_dir).retrain
-    if not path.is_file():
-        return None
-    frame = _read_frame(path)
-    _require(frame, path, ("arch_key", "test_acc"))
-    return frame
-
-
-def write_retrain(run_dir: str | Path, frame: Any) -> None:
-    """Rewrite retrain.parquet and retrain.csv atomically."""
-    folder = RunFolder(run_dir)
-    atomic_write_frame(frame, folder.retrain)
-    atomic_write_frame(frame, folder.retrain_csv)

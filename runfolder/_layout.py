@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._untrusted import check_entries
+
 STUDY_YAML = "study.yaml"
 RUN_JSON = "run.json"
 STUDY_DB = "study.db"
@@ -47,6 +49,11 @@ TENSORBOARD = "tensorboard"
 MLRUNS = "mlruns"
 WANDB = "wandb"
 LOCK = "run.lock"
+
+# The folder's own entries by kind, for `RunFolder.checked` (run.lock is opened without following links instead).
+FILES = (STUDY_YAML, RUN_JSON, STUDY_DB, TRIALS_LOG, RESULTS_PARQUET, RESULTS_CSV, CURVES_PARQUET, CURVES_CSV,
+         RETRAIN_PARQUET, RETRAIN_CSV, PLANS_JSON, REPORT_HTML)
+FOLDERS = (CHECKPOINTS, RETRAINED, RETRAIN_JOBS, REPORT_TABLES, RAY_RESULTS, TENSORBOARD, MLRUNS, WANDB)
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,12 @@ class RunFolder:
     @property
     def lock(self) -> Path:
         return self.path / LOCK
+
+    def checked(self) -> "RunFolder":
+        """This folder, once none of its own entries is a link leading out of it or of the wrong kind (RunFolderError)."""
+        if self.path.is_dir():
+            check_entries(self.path, FILES, FOLDERS)
+        return self
 
     def storage_url(self) -> str:
         """The default Optuna storage: study.db in the folder."""

@@ -22,12 +22,13 @@ import json
 import os
 import socket
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ._layout import RunFolder
-from ._mapping import RunFolderError
+from ._untrusted import MAX_LOCK_BYTES, RunFolderError, open_regular, parse_json
 
 # Tries before giving up on a lock file that keeps being replaced under us (a writer releasing as we open).
 _ATTEMPTS = 20
@@ -37,6 +38,32 @@ _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 class RunFolderBusy(RunFolderError):
     """Another writer that is still running holds the run folder."""
+
+
+@dataclass(frozen=True)
+class LockBody:
+    """The lock file's body: who holds (or last held) the run folder, and what it started outside it."""
+
+    pid: int | None = None       # None: the holder has not written its body yet, or wrote something else
+    host: str = "?"
+    started: str = "?"           # ISO 8601, UTC
+    command: str = ""
+    ray: dict[str, Any] = field(default_factory=dict)  # search._ray.local_ray_record(): session_dir, node_id, pids
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> "LockBody":
+        """The body from its JSON object; a field of the wrong type is left at its default (a stranger wrote it)."""
+        pid = document.get("pid")
+        text = {name: document[name] for name in ("host", "started", "command") if isinstance(document.get(name), str)}
+        ray = document.get("ray")
+        return cls(pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+                   ray=dict(ray) if isinstance(ray, dict) else {}, **text)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object: the fields that are known (a holder that has not started Ray writes no `ray`)."""
+        document: dict[str, Any] = {"pid": self.pid, "host": self.host, "started": self.started,
+                                    "command": self.command, "ray": self.ray}
+        return {name: value for name, value in document.items() if value not in (None, "?", "", {})}
 
 
 def _utc_now() -> str:
@@ -104,7 +131,12 @@ class RunFolderLock:
         for _ in range(_ATTEMPTS):
             self._make_folder()
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # less the umask, as open does
+                # Never through a link (O_NOFOLLOW) and only a regular file: a run.lock linked to a file
+                # elsewhere would have that file truncated, and /dev/null or a FIFO locks nothing.
+                fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, follow_links=False)  # 0o666 less the umask
+            except RunFolderError as error:
+                raise RunFolderError(f"{error}; the run folder's lock is a plain file that only the runner "
+                                     f"makes") from None
             except FileNotFoundError:
                 continue  # a writer that created the folder removed it as it released; make it again
             except OSError as error:
@@ -114,8 +146,8 @@ class RunFolderLock:
                 continue
             self._fd = fd
             self._take_over(self._read())
-            self.body = {"pid": os.getpid(), "host": socket.gethostname(), "started": _utc_now(),
-                         "command": self.command}
+            self.body = LockBody(pid=os.getpid(), host=socket.gethostname(), started=_utc_now(),
+                                 command=self.command).to_dict()
             self._write()
             return self
         raise RunFolderError(f"{self.path}: the lock file kept changing while taking it; try again")
@@ -212,20 +244,29 @@ class RunFolderLock:
 
 
 def _read_body(fd: int) -> dict[str, Any] | None:
+    """The body in an open lock file as a dict (`LockBody.to_dict()`); None when it holds none of ours."""
     try:
         size = os.fstat(fd).st_size
-        document = json.loads(os.pread(fd, max(size, 1), 0).decode("utf-8")) if size else None
-    except (OSError, UnicodeDecodeError, ValueError):
+        if not 0 < size <= MAX_LOCK_BYTES:
+            return None
+        document = parse_json(os.pread(fd, size, 0).decode("utf-8"), Path("run.lock"))
+    except (OSError, UnicodeDecodeError, RunFolderError):
         return None  # being written, or not ours: the message says what little is known
-    return document if isinstance(document, dict) else None
+    return LockBody.from_dict(document).to_dict() if isinstance(document, dict) else None
+
+
+def read_lock_body(run_dir: str | Path) -> LockBody | None:
+    """The typed body of a run folder's lock file, or None when it has none (or not a plain file of ours)."""
+    body = read_lock(run_dir)
+    return None if body is None else LockBody.from_dict(body)
 
 
 def read_lock(run_dir: str | Path) -> dict[str, Any] | None:
-    """The body of a run folder's lock file (who holds it, or held it last), or None when it has none."""
+    """The body of a run folder's lock file (who holds it, or held it last) as a dict, or None when it has none."""
     path = RunFolder(run_dir).lock
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        fd = open_regular(path, follow_links=False)
+    except (OSError, RunFolderError):
         return None
     try:
         return _read_body(fd)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ._mapping import RunFolderError, _first_line
+from ._untrusted import MAX_TRIAL_LOG_BYTES, RunFolderError, _first_line, open_regular, read_bytes
 
 
 # ------------------------------------------------------------------ the trial log
@@ -39,6 +39,19 @@ def _log_line(event: Mapping[str, Any]) -> bytes:
     return (json.dumps(event, default=_plain, separators=(",", ":")) + "\n").encode("utf-8")
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _check_cells(cells: Any) -> None:
+    """TypeError unless `cells` (a row, a curve point, checkpoint cells) maps names to plain values: every table
+    cell is a scalar, and a nested value would reach the tables and the report as an object."""
+    if type(cells) is not dict:
+        raise TypeError(f"expected an object, got {type(cells).__name__}")
+    if not _SCALARS.issuperset(map(type, cells.values())):  # one C-level pass; the loop only names the culprit
+        name, value = next((n, v) for n, v in cells.items() if type(v) not in _SCALARS)
+        raise TypeError(f"{name}: a {type(value).__name__}, not a plain value")
+
+
 class _Replay:
     """Log events applied in order: rows and curves by trial id, and, for a replay of the log's tail only,
     what the tail does to trials it does not hold (`gone`: forgotten; `cells`: new checkpoint cells)."""
@@ -52,12 +65,17 @@ class _Replay:
     def apply(self, event: Mapping[str, Any]) -> None:
         kind = event["event"]
         if kind == "trial":
-            trial = event["row"]["trial_id"]
-            self.rows[trial] = event["row"]
-            self.curves[trial] = event.get("curve") or []
+            row, curve = event["row"], event.get("curve") or []
+            _check_cells(row)
+            if type(curve) is not list or not all(type(point) is dict for point in curve):
+                raise TypeError("curve: expected a list of objects (one per epoch)")
+            trial = row["trial_id"]
+            self.rows[trial] = row
+            self.curves[trial] = curve
             self.gone.discard(trial)
             self.cells.pop(trial, None)
         elif kind == "checkpoints":
+            _check_cells(event["cells"])
             for trial, cell in event["cells"].items():
                 if trial in self.rows:
                     self.rows[trial]["checkpoint"] = cell
@@ -90,14 +108,14 @@ def _replay_bytes(data: bytes, path: Path, replay: _Replay) -> None:
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise RunFolderError(f"{path}:{number}: not a trial-log line ({_first_line(error)}); the lines "
                                  f"before it are intact") from None
+        except RecursionError:  # C json gives up past Python's recursion limit: cheaper than a depth scan per line
+            raise RunFolderError(f"{path}:{number}: not a trial-log line (JSON nested too deep to read); the "
+                                 f"lines before it are intact") from None
 
 
 def replay_log(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """(rows by trial id, curves by trial id) from a trial log; a torn last line (a crash mid-write) is ignored."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise RunFolderError(f"{path}: cannot be read ({_first_line(error)})") from None
+    data = read_bytes(path, MAX_TRIAL_LOG_BYTES)
     replay = _Replay()
     _replay_bytes(data, path, replay)
     return replay.rows, replay.curves
@@ -113,7 +131,7 @@ class _Marker:
 def _last_marker(log: Path) -> _Marker | None:
     """The log's last materialisation marker, searched from the end; None where it has none."""
     try:
-        with log.open("rb") as handle:
+        with os.fdopen(open_regular(log), "rb") as handle:
             size = position = handle.seek(0, os.SEEK_END)
             following = b""  # the first bytes after the chunk in hand: a marker may straddle two chunks
             while position > 0:
@@ -135,7 +153,7 @@ def _last_marker(log: Path) -> _Marker | None:
                 if not isinstance(log_bytes, int) or not 0 <= log_bytes <= start + at:
                     return None
                 return _Marker(log_bytes, start + at, min(size, start + at + len(line)))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RunFolderError is a ValueError; the whole log is read instead
         return None
     return None
 
@@ -153,7 +171,7 @@ def _log_tail(log: Path) -> _Replay | None:
     if marker is None:
         return None
     try:
-        with log.open("rb") as handle:
+        with os.fdopen(open_regular(log), "rb") as handle:
             if marker.log_bytes:
                 handle.seek(marker.log_bytes - 1)
                 if handle.read(1) != b"\n":

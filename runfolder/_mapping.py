@@ -1,58 +1,42 @@
-"""The run folder's small mapping documents: run.json, study.yaml and plans.json, and the error every reader raises."""
+"""The run folder's small mapping documents: run.json, study.yaml and plans.json (RunFolderError: runfolder._untrusted)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ._atomic import atomic_write_text
-from ._layout import RunFolder
+from ._layout import PLANS_JSON, RunFolder
+from ._untrusted import (MAX_PLANS_JSON_BYTES, MAX_RUN_JSON_BYTES, RunFolderError, _first_line,  # noqa: F401 (re-exported)
+                         read_json, read_yaml)
 
 
-class RunFolderError(ValueError):
-    """A run folder's file is missing, unreadable or lacks what the reader needs; the message names it."""
+# A file of the folder that may be larger than the JSON default (MAX_RUN_JSON_BYTES), by name.
+_JSON_LIMITS = {PLANS_JSON: MAX_PLANS_JSON_BYTES}
 
 
-def _first_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _read_mapping(path: Path, expected: str, kind: str = "JSON") -> dict[str, Any] | None:
+def _read_mapping(path: Path, expected: str, kind: str = "JSON", *, limit: int | None = None) -> dict[str, Any] | None:
     """The mapping a JSON (or YAML, read safely) file holds; None when there is no such file; RunFolderError
-    (saying `expected`) when it is unreadable or not a mapping."""
-    if not path.is_file():
+    (saying `expected`) when it is unreadable or not a mapping.
+
+    Read as untrusted input (runfolder._untrusted): a regular file of at most
+    `limit` bytes (by default the cap of its kind and name), UTF-8, nested no
+    deeper than the caps, YAML aliases counted as a study file's are.
+    """
+    if not os.path.lexists(path):
         return None
     if kind == "YAML":
-        import yaml
-
-        parse, malformed = yaml.safe_load, yaml.YAMLError
+        document = read_yaml(path)
     else:
-        parse, malformed = json.loads, json.JSONDecodeError
-    try:
-        document = parse(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, malformed) as error:
-        raise RunFolderError(f"{path}: not readable {kind}: {_first_line(error)}") from None
+        document = read_json(path, limit if limit is not None else _JSON_LIMITS.get(path.name, MAX_RUN_JSON_BYTES))
     if not isinstance(document, dict):
         raise RunFolderError(f"{path}: {expected}, got {type(document).__name__}")
     return document
 
 
-# ------------------------------------------------------------------ run.json
-def read_run_json(run_dir: str | Path) -> dict[str, Any] | None:
-    """run.json as a dict; None when the folder has none."""
-    return _read_mapping(RunFolder(run_dir).run_json, "expected a JSON object at the top level")
-
-
-def read_study_yaml(run_dir: str | Path) -> dict[str, Any] | None:
-    """study.yaml (the study as run) as a plain dict of sections; None when the folder has none."""
-    return _read_mapping(RunFolder(run_dir).study_yaml, "expected a mapping of study sections", kind="YAML")
-
-
-def write_run_json(run_dir: str | Path, document: Mapping[str, Any]) -> None:
-    """Write run.json atomically."""
-    atomic_write_text(RunFolder(run_dir).run_json, json.dumps(document, indent=2, default=str) + "\n")
+# run.json and study.yaml: runfolder._run_info (RunInfo) and runfolder._study_record (StudyRecord).
 
 
 # ------------------------------------------------------------------ plans.json
@@ -63,7 +47,7 @@ def write_plans(run_dir: str | Path, plans: Iterable[Mapping[str, Any]]) -> None
 
 def read_plans(run_dir: str | Path) -> list[dict[str, Any]] | None:
     """The plans plans.json holds, in order; None when the folder has none."""
-    path = RunFolder(run_dir).plans
+    path = RunFolder(run_dir).checked().plans
     shape = 'expected {"plans": [one object per trial, ...]}'
     document = _read_mapping(path, shape)
     if document is None:

@@ -12,27 +12,21 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+from ._rows import float_or_nan
+
 RANKING_COLUMN = "val_acc_best"
 RANKING_RULE = (f"complete trials by {RANKING_COLUMN} (validation accuracy, best epoch), highest first; "
                 "ties by trial id")
 
 
-def _score(value: Any) -> float:
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return score
-
-
 def rankable(status: Any, score: Any) -> bool:
     """True for a complete trial with a finite validation score."""
-    return status == "complete" and math.isfinite(_score(score))
+    return status == "complete" and math.isfinite(float_or_nan(score))
 
 
 def sort_key(trial_id: Any, score: Any) -> tuple[float, str]:
     """The sort key of a rankable trial: best score first, then trial id."""
-    return (-_score(score), str(trial_id))
+    return (-float_or_nan(score), str(trial_id))
 
 
 def ranking_order(trial_ids: Sequence[Any], statuses: Sequence[Any], scores: Sequence[Any]) -> list[int]:

@@ -11,8 +11,9 @@ from typing import Any
 from ._frames import _sorted_rows
 from ._layout import RunFolder
 from ._log import _log_tail, _Replay, replay_log
-from ._mapping import RunFolderError, _first_line
+from ._untrusted import MAX_TABLE_BYTES, RunFolderError, _first_line, open_bounded
 from ._ranking import RANKING_COLUMN
+from ._rows import float_or_nan
 
 LOAD_COLUMNS = ("trial_id", "status", RANKING_COLUMN, "arch_yaml", "checkpoint")
 
@@ -31,15 +32,6 @@ class TrialRecord:
     error: str
 
 
-def _number(value: Any) -> float:
-    if value is None or value == "":
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -47,7 +39,7 @@ def _text(value: Any) -> str:
 
 
 def _rows_from_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with open_bounded(path, MAX_TABLE_BYTES, "r", newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
         return list(reader.fieldnames or []), rows
@@ -59,7 +51,7 @@ def _rows_from_parquet(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     except ImportError:
         raise RunFolderError(f"{path}: reading it needs pyarrow (pip install pyarrow), and the run "
                              f"folder has no {path.with_suffix('.csv').name} to read instead") from None
-    with path.open("rb") as handle:  # one open file for the whole read (see _read_frame)
+    with open_bounded(path, MAX_TABLE_BYTES, "rb") as handle:  # one open file for the whole read (see _read_frame)
         table = parquet.read_table(handle)
     return list(table.column_names), table.to_pylist()
 
@@ -85,7 +77,7 @@ def _rows_with_tail(columns: list[str], rows: list[dict[str, Any]],
 
 def read_trials(run_dir: str | Path) -> list[TrialRecord]:
     """Every finished trial as a TrialRecord: results.csv read by the csv module (else parquet), and the log after."""
-    folder = RunFolder(run_dir)
+    folder = RunFolder(run_dir).checked()
     path, reader = folder.results_csv, _rows_from_csv
     if not path.is_file():
         path, reader = folder.results, _rows_from_parquet
@@ -106,11 +98,11 @@ def read_trials(run_dir: str | Path) -> list[TrialRecord]:
                              f"needs {', '.join(LOAD_COLUMNS)}")
     records = []
     for row in rows:
-        number = _number(row.get("number"))
+        number = float_or_nan(row.get("number"))
         records.append(TrialRecord(
             trial_id=_text(row.get("trial_id")), number=None if math.isnan(number) else int(number),
-            status=_text(row.get("status")), val_acc_best=_number(row.get(RANKING_COLUMN)),
-            test_acc=_number(row.get("test_acc")), arch_yaml=_text(row.get("arch_yaml")),
+            status=_text(row.get("status")), val_acc_best=float_or_nan(row.get(RANKING_COLUMN)),
+            test_acc=float_or_nan(row.get("test_acc")), arch_yaml=_text(row.get("arch_yaml")),
             checkpoint=_text(row.get("checkpoint")).strip(), error=_text(row.get("error")),
         ))
     return records

@@ -48,7 +48,8 @@ def trial_id(number: int) -> str:
     return f"trial_{number:04d}"
 
 
-def _float_or_nan(value: Any) -> float:
+def float_or_nan(value: Any) -> float:
+    """`float(value)`, else NaN (None, "", text, a list): how every reader takes a cell that should be a number."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -87,7 +88,7 @@ def trial_row(*, number: int, status: str, seed: int | None, factors: Mapping[st
         value = metrics.get(column)
         row[column] = int(value) if value is not None and not is_missing(value) else None
     for column in FLOAT_METRICS:
-        row[column] = _float_or_nan(metrics.get(column))
+        row[column] = float_or_nan(metrics.get(column))
     row["node_id"] = str(metrics.get("node_id") or "")
     row["error"] = error or str(metrics.get("error") or "")
     row["checkpoint"] = checkpoint

@@ -10,17 +10,10 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ._atomic import atomic_write_with
 from ._layout import RunFolder
-from ._rows import CURVE_COLUMNS
+from ._rows import CURVE_COLUMNS, float_or_nan
 
 
 _CURVE_VALUES = CURVE_COLUMNS[1:]  # what a curve stores per epoch besides the trial id
-
-
-def _as_float(value: Any) -> float:
-    try:
-        return math.nan if value is None else float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 class _Curves(Mapping[str, list[dict[str, Any]]]):
@@ -38,7 +31,7 @@ class _Curves(Mapping[str, list[dict[str, Any]]]):
         try:  # numbers and None, as the trainer reports them
             self._packed[trial] = array("d", [math.nan if value is None else value for value in values])
         except TypeError:
-            self._packed[trial] = array("d", [_as_float(value) for value in values])
+            self._packed[trial] = array("d", [float_or_nan(value) for value in values])
 
     def discard(self, trial: str) -> None:
         self._packed.pop(trial, None)

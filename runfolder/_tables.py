@@ -91,7 +91,7 @@ class ResultsTables:
              clock: Callable[[], float] = time.monotonic) -> "ResultsTables":
         """The trials an earlier (possibly interrupted) run recorded: from its log, else from its tables."""
         tables = cls(run_dir, materialize_every_s, clock)
-        folder = tables.folder
+        folder = tables.folder.checked()
         if folder.trials_log.is_file():
             rows, curves = replay_log(folder.trials_log)
             tables._repair_log()

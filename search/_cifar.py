@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from space import DATASET_CLASSES
+
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 32
@@ -70,7 +72,7 @@ LAYOUTS: dict[str, OfficialLayout] = {
         train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
         test_files=("test_batch",),
         label_key="labels",
-        num_classes=10,
+        num_classes=DATASET_CLASSES["cifar10"],
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         md5="c58f30108f718f92721af3b95e74349a",
     ),
@@ -81,7 +83,7 @@ LAYOUTS: dict[str, OfficialLayout] = {
         test_files=("test",),
         # The 100 fine classes; `coarse_labels` (20 superclasses) is not used.
         label_key="fine_labels",
-        num_classes=100,
+        num_classes=DATASET_CLASSES["cifar100"],
         url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         md5="eb9058c3a382ffc7106e4002c42a8d85",
     ),

@@ -54,10 +54,10 @@ def tracking_uri(run_dir: Path) -> str:
 def experiment_name(run_dir: Path) -> str:
     """The study's name (from the folder's study.yaml), else the folder's name."""
     try:
-        study = runfolder.read_study_yaml(run_dir) or {}
+        study = runfolder.read_study_record(run_dir)
     except runfolder.RunFolderError:
-        study = {}
-    return str(study.get("name") or Path(run_dir).name)
+        study = None
+    return (study.name if study is not None else "") or Path(run_dir).name
 
 
 class MlflowTracker(PerTrialTracker):

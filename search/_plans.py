@@ -1,12 +1,21 @@
-"""Trials given whole instead of sampled: a fixed list of plans, run as a grid over their positions.
+"""Where a run's trials come from: a `PlanSource`, sampled from the study or given whole.
 
-`python -m search.retrain` hands the runner its top-k x seeds this way
-(`RunOptions.fixed`). Each plan is `space.TrialPlan.to_dict()`, resolved once
-by the caller; the searcher's only parameter is the plan's position, so
-Optuna's GridSampler runs each exactly once and `--resume` reruns only the
-ones an interrupted attempt left unfinished, as for a grid study. The list is
-written to the run folder's plans.json when the run starts, and a resume
-with any other list is refused: the same position must name the same trial.
+The runner asks its plan source, never the study or `RunOptions` directly,
+how many trials the run has, what each tells Optuna, which sampler and
+suggest calls choose them, how a sample becomes a plan, and what the run
+folder must hold to resume. Two sources:
+
+- `SampledPlans(study)`: the study's own trials, a grid or an Optuna sampler
+  over its space, each sample resolved once in the driver (`space.resolve`).
+- `FixedPlans`: trials given whole, run as a grid over their positions.
+  `python -m search.retrain` hands the runner its top-k x seeds this way
+  (`RunOptions.fixed`). Each plan is `space.TrialPlan.to_dict()`, resolved
+  once by the caller; the searcher's only parameter is the plan's position,
+  so Optuna's GridSampler runs each exactly once and `--resume` reruns only
+  the ones an interrupted attempt left unfinished, as for a grid study. The
+  list is written to the run folder's plans.json when the run starts, and a
+  resume with any other list is refused: the same position must name the
+  same trial.
 """
 
 from __future__ import annotations
@@ -14,16 +23,96 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import optuna
 
 import runfolder
+import space
 
 from ._resume import RunError
+from ._searcher import AskTellGridSampler
 
-# The one parameter Optuna samples: the position of the plan in the list.
+# The one parameter Optuna samples for fixed plans: the position of the plan in the list.
 PLAN_INDEX = "plan"
+
+# A sample's plan (TrialPlan.to_dict()), or None, and why it is rejected, or None.
+Screened = tuple[dict[str, Any] | None, str | None]
+
+
+class PlanSource(Protocol):
+    """What the runner asks about the trials it runs; `SampledPlans` and `FixedPlans` answer."""
+
+    # Fit on train+val and tell Optuna the test accuracy (a retrain), rather than fit on train alone.
+    train_on_val: bool
+    # Whether --reuse, search.reuse and search.warm_start apply (trials trained on the study's terms).
+    takes_earlier_runs: bool
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """(metric, "max"|"min") of each value a trial tells Optuna."""
+
+    def target_trials(self) -> int:
+        """The trials the run has in all."""
+
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """The Optuna sampler that chooses the trials, seeded with `seed`."""
+
+    def define_by_run(self) -> Callable[[Any], dict[str, Any] | None]:
+        """The suggest calls of each trial."""
+
+    def screen(self, params: dict[str, Any]) -> Screened:
+        """The plan of a sample, and why it is rejected, if it is."""
+
+    def check_resume(self, run_dir: Path, resume: bool) -> None:
+        """A RunError when `run_dir` cannot be resumed with these trials (before anything is written)."""
+
+    def write(self, run_dir: Path) -> None:
+        """Record in a fresh run folder what a resume must find there."""
+
+
+@dataclass(frozen=True)
+class SampledPlans:
+    """The study's own trials: every grid point x seed, or `search.trials` samples of its space."""
+
+    study: space.Study
+    train_on_val: bool = False  # a search selects on validation, so it never trains on it
+    takes_earlier_runs: bool = True
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """The study's `search.objectives`."""
+        return list(self.study.search.objectives)
+
+    def target_trials(self) -> int:
+        """Grid points x seeds for a grid study, else `search.trials`."""
+        if self.study.search.strategy == "grid":
+            return len(space.grid_points(self.study)) * len(self.study.search.seeds)
+        return int(self.study.search.trials)
+
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """A GridSampler over the grid's points x seeds, or the study's `search.sampler`."""
+        if self.study.search.strategy == "grid":
+            return AskTellGridSampler(space.grid_search_space(self.study), seed=seed)
+        return space.make_sampler(self.study.search.sampler, seed)
+
+    def define_by_run(self) -> Callable[[Any], dict[str, Any] | None]:
+        """The study's suggest calls (`space.define_by_run`)."""
+        return space.define_by_run(self.study)
+
+    def screen(self, params: dict[str, Any]) -> Screened:
+        """Resolve a sample once into its plan, and say why it is rejected, if it is."""
+        try:
+            plan = space.resolve(self.study, params)
+        except ValueError as error:
+            return None, f"invalid architecture: {error}"
+        return plan.to_dict(), space.constraint_violation(self.study, plan.spec, plan.train)
+
+    def check_resume(self, run_dir: Path, resume: bool) -> None:
+        """Nothing beyond the run folder's own checks (`search._resume.check_run_dir`)."""
+
+    def write(self, run_dir: Path) -> None:
+        """Nothing: the study.yaml the runner writes is the whole record."""
 
 
 @dataclass(frozen=True)
@@ -35,17 +124,27 @@ class FixedPlans:
     # training (the RegNet paper's final runs, arXiv 2003.13678). Its Optuna value is then test accuracy,
     # the only score it measures; the choice of architectures was made on validation before.
     train_on_val: bool = False
+    # A retrain trains on other terms than the study's, so no earlier run's trial stands in for one.
+    takes_earlier_runs: bool = False
 
     @property
     def objectives(self) -> list[tuple[str, str]]:
         """What each trial tells Optuna as its value."""
         return [("test_acc", "max")] if self.train_on_val else [("val_acc", "max")]
 
+    def target_trials(self) -> int:
+        """One trial per plan."""
+        return len(self.plans)
+
     def grid(self) -> dict[str, list[int]]:
         """The GridSampler space: one point per plan."""
         return {PLAN_INDEX: list(range(len(self.plans)))}
 
-    def define_by_run(self) -> Callable[[Any], None]:
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """A GridSampler over the plans' positions."""
+        return AskTellGridSampler(self.grid(), seed=seed)
+
+    def define_by_run(self) -> Callable[[Any], dict[str, Any] | None]:
         """The suggest call of each trial: the position of its plan."""
         positions = list(range(len(self.plans)))
 
@@ -55,7 +154,7 @@ class FixedPlans:
 
         return suggest
 
-    def screen(self, params: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    def screen(self, params: dict[str, Any]) -> Screened:
         """The plan at the sampled position; none is rejected (the caller chose them)."""
         return self.plans[int(params[PLAN_INDEX])], None
 

@@ -189,9 +189,11 @@ class Recorder:
                 self.tables.keep_checkpoint(finished, runfolder.checkpoint_cell(finished))
             return
         kept = {r["trial_id"] for r in self.tables.top(self.keep_checkpoints)}
-        if folder.checkpoints.exists():
+        # Never through a link: a checkpoints/ (or a trial's folder) that leads elsewhere is not ours to empty.
+        if folder.checkpoints.is_dir() and not folder.checkpoints.is_symlink():
             for path in folder.checkpoints.iterdir():
-                if path.is_dir() and path.name not in kept and path.name in self.tables.rows:
+                if (path.is_dir() and not path.is_symlink() and path.name not in kept
+                        and path.name in self.tables.rows):
                     shutil.rmtree(path, ignore_errors=True)
         self.tables.set_checkpoints({t: runfolder.checkpoint_cell(t) for t in kept
                                      if folder.checkpoint_of(t).is_dir()})

@@ -64,17 +64,18 @@ def take_run_lock(run_dir: Path, out: TextIO) -> runfolder.RunFolderLock:
 _WRITTEN_BEFORE_RUN_JSON = frozenset({runfolder.LOCK, runfolder.STUDY_YAML, runfolder.PLANS_JSON})
 
 
-def check_run_dir(study: space.Study, run_dir: Path, resume: bool) -> dict[str, Any]:
-    """Refuse to overwrite a folder, or to resume another study or records that disagree; the saved run.json (or {})."""
+def check_run_dir(study: space.Study, run_dir: Path, resume: bool) -> runfolder.RunInfo | None:
+    """Refuse to overwrite a folder, or to resume another study or records that disagree; the saved run.json (None
+    for a new run)."""
     folder = runfolder.RunFolder(run_dir)
     existing = run_dir.is_dir() and any(path.name not in _WRITTEN_BEFORE_RUN_JSON for path in run_dir.iterdir())
     if existing and not resume:
         raise RunError(f"{run_dir}: the run folder exists; continue it with --resume, or give "
                        f"a new one with --out")
     if not resume:
-        return {}
+        return None
     try:
-        saved_run = runfolder.read_run_json(run_dir)
+        saved_run = runfolder.read_run_info(run_dir)
     except runfolder.RunFolderError as error:
         raise RunError(f"{error}; restore it from a copy, or start the study again with --out") from None
     if saved_run is None:

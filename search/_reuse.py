@@ -42,6 +42,7 @@ from optuna.trial import TrialState
 
 import runfolder
 import space
+from runfolder import untrusted
 from models import ArchSpec
 
 from ._resume import WARM_START_ATTR, RunError, first_difference
@@ -111,14 +112,14 @@ def read_earlier_run(path: str | Path, given_as: str, this_run: Path) -> Earlier
         raise RunError(f"{given_as}: that is this run's own folder; name an earlier run")
     folder = runfolder.RunFolder(resolved)
     try:
-        info = runfolder.read_run_json(resolved)
+        info = runfolder.read_run_info(resolved)
         if info is None:
             raise RunError(f"{given_as}: not a run folder (no {runfolder.RUN_JSON}); name a folder that "
                            f"python -m search.run wrote")
         if not folder.has_results():
             raise RunError(f"{given_as}: holds no finished trial yet ({runfolder.TRIALS_LOG} and "
                            f"{runfolder.RESULTS_PARQUET} are missing), so there is nothing to take from it")
-        study = runfolder.read_study_yaml(resolved)
+        study = runfolder.read_study_record(resolved)
         if study is None:
             raise RunError(f"{given_as}: no {runfolder.STUDY_YAML}, so the data settings its trials trained with "
                            f"are unknown; restore it, or leave this run folder out")
@@ -126,13 +127,12 @@ def read_earlier_run(path: str | Path, given_as: str, this_run: Path) -> Earlier
         curves_frame = runfolder.read_curves(resolved)
     except runfolder.RunFolderError as error:
         raise RunError(f"{given_as}: {error}; restore that file, or leave this run folder out") from None
-    source = info.get("dataset")
-    if not isinstance(source, dict):
+    source = info.dataset
+    if source is None:
         raise RunError(f"{given_as}: {runfolder.RUN_JSON} records no dataset, so its trials cannot be matched "
                        f"on their data; leave this run folder out")
-    section = study.get("data") or {}
     try:
-        data = space.DataSettings.from_dict(section)
+        data = space.DataSettings.from_dict(study.as_dict().get("data") or {})
     except (ValueError, TypeError) as error:
         raise RunError(f"{given_as}: {runfolder.STUDY_YAML}: its data section does not load ({error}); "
                        f"leave this run folder out") from None
@@ -140,7 +140,9 @@ def read_earlier_run(path: str | Path, given_as: str, this_run: Path) -> Earlier
     curves: dict[str, list[dict[str, Any]]] = {}
     for point in ([] if curves_frame is None else curves_frame.to_dict("records")):
         curves.setdefault(str(point["trial_id"]), []).append({k: _plain(v) for k, v in point.items()})
-    return EarlierRun(path=resolved, rows=rows, curves=curves, data=data_description(source, data))
+    run = EarlierRun(path=resolved, rows=rows, curves=curves, data=data_description(source, data))
+    check_checkpoint_cells(run, given_as)
+    return run
 
 
 # ------------------------------------------------------------------ reuse
@@ -178,7 +180,8 @@ class EarlierTrial:
         cell = self.row.get("checkpoint")
         if runfolder.is_missing(cell):
             return None
-        folder = self.run_dir / str(cell)
+        # Inside the earlier run folder only (read_earlier_run refused any other cell before the run began).
+        folder = runfolder.stored_path(self.run_dir, str(cell), _cell_where(self.trial_id))
         return folder if folder.is_dir() else None
 
     def objective_values(self, metrics: Sequence[str]) -> list[float]:
@@ -191,21 +194,47 @@ class EarlierTrial:
                 runfolder.REUSED_FROM: self.reused_from}
 
 
+def _cell_where(trial: str) -> str:
+    return f"{runfolder.TRIALS_LOG} / results table, trial {trial}, column checkpoint"
+
+
+def check_checkpoint_cells(run: EarlierRun, given_as: str) -> None:
+    """Refuse (one RunError naming the file and the cell) an earlier run whose checkpoint cells or checkpoint
+    folders lead outside it: `--reuse` never links or copies a file from elsewhere (runfolder._untrusted)."""
+    for row in run.rows:
+        cell = row.get("checkpoint")
+        if runfolder.is_missing(cell):
+            continue
+        trial = str(row.get("trial_id"))
+        try:
+            folder = runfolder.stored_path(run.path, str(cell), _cell_where(trial))
+            if folder.is_dir():
+                untrusted.check_tree_inside(folder, run.path, f"the checkpoint of {trial}")
+        except runfolder.RunFolderError as error:
+            raise RunError(f"{given_as}: {error}; leave this run folder out") from None
+
+
 def copy_checkpoint(source: Path, destination: Path) -> None:
     """Give `destination` the weights folder `source`, atomically: hard links where the file system allows, else copies.
 
     Links are safe because a checkpoint is never changed in place: it is
     written whole into a new folder and renamed (`runfolder.atomic_write_folder`).
+    Only the plain files inside `source` are taken: a link leading out of it,
+    a FIFO or a device is refused (RunFolderError) before anything is written.
     """
+    files = untrusted.check_tree_inside(source, source, "a checkpoint to reuse")
 
-    def link_or_copy(from_file: str, to_file: str) -> None:
-        try:
-            os.link(from_file, to_file)
-        except OSError:  # another file system, or one without hard links
-            shutil.copy2(from_file, to_file)
+    def write(staging: Path) -> None:
+        for path, name in files:
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            real = path.resolve()  # a link inside the folder is followed to its plain file, checked above
+            try:
+                os.link(real, target, follow_symlinks=False)
+            except OSError:  # another file system, or one without hard links
+                shutil.copy2(real, target, follow_symlinks=False)
 
-    runfolder.atomic_write_folder(
-        destination, lambda staging: shutil.copytree(source, staging, dirs_exist_ok=True, copy_function=link_or_copy))
+    runfolder.atomic_write_folder(destination, write)
 
 
 class ReuseIndex:

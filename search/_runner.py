@@ -9,6 +9,7 @@ the Optuna searcher (`_searcher`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 
@@ -28,14 +29,14 @@ import space
 from . import datasets
 from ._environment import hardware, versions
 from ._live_report import LiveReport
-from ._plans import FixedPlans
+from ._plans import FixedPlans, PlanSource, SampledPlans
 from ._ray import (CONNECT_TIMEOUT_S, check_fits_local_ray, dashboard_line, environment, init_ray, local_ray_record,
                    shutdown_ray)
 from ._recorder import Recorder, tune_callback
 from ._resume import RunError, check_run_dir, requeue_lost, take_run_lock
 from ._reuse import (EarlierRun, ReuseIndex, data_description, read_earlier_run, read_reuse_index,
                      read_warm_start, warm_start)
-from ._searcher import AskTellGridSampler, Reuse, Reused, ScreeningOptunaSearch, open_storage, prepare_resume
+from ._searcher import Reuse, Reused, ScreeningOptunaSearch, open_storage, prepare_resume
 from ._trackers import check_trackers, make_trackers
 from ._trial import objective_metric, run_trial
 
@@ -67,37 +68,29 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _target_trials(study: space.Study, fixed: FixedPlans | None = None) -> int:
-    if fixed is not None:
-        return len(fixed.plans)
-    if study.search.strategy == "grid":
-        return len(space.grid_points(study)) * len(study.search.seeds)
-    return int(study.search.trials)
+def _plan_source(study: space.Study, options: RunOptions) -> PlanSource:
+    """Where the run's trials come from: the fixed plans of `options` (search.retrain), else the study's samples."""
+    return options.fixed if options.fixed is not None else SampledPlans(study)
 
 
-def _objectives(study: space.Study, fixed: FixedPlans | None) -> list[tuple[str, str]]:
-    return list(fixed.objectives if fixed is not None else study.search.objectives)
-
-
-def _run_document(study: space.Study, splits: datasets.DatasetSplits, previous: dict[str, Any],
-                  storage_url: str, target: int, fixed: FixedPlans | None = None) -> dict[str, Any]:
+def _run_document(study: space.Study, splits: datasets.DatasetSplits, previous: runfolder.RunInfo | None,
+                  storage_url: str, target: int, plans: PlanSource) -> runfolder.RunInfo:
     """run.json at the start of an attempt: what, on which data, with which budget, where, with what."""
     resources = study.search.resources
-    return {
-        **previous,
-        "study": study.name, "question": study.question, "strategy": study.search.strategy,
-        "objectives": [list(o) for o in _objectives(study, fixed)], "factors": space.factors(study),
-        "match_complexity": study.match_complexity,  # the settings, defaults filled in; None if unmatched
-        "dataset": dict(splits.source),
-        "budget": {"epochs": study.max_epochs, "trials": target, "seeds": list(study.search.seeds),
-                   "resources_per_trial": {"cpus": resources.cpus, "gpus": resources.gpus}},
-        "hardware": hardware(), "versions": versions(), "storage": storage_url,
-        "started": previous.get("started", _utc_now()), "finished": None,
-        "wall_s": previous.get("wall_s", 0.0), "device_hours": previous.get("device_hours", 0.0),
-        # Trial seconds x GPUs per trial, or x CPU cores where trials hold no GPU.
-        "device_hours_unit": "GPU-hours" if resources.gpus else "CPU-core-hours",
-        "attempts": previous.get("attempts", 0) + 1,
-    }
+    previous = previous or runfolder.RunInfo(attempts=0)
+    return dataclasses.replace(
+        previous,
+        study=study.name, question=study.question, strategy=study.search.strategy,
+        objectives=[list(o) for o in plans.objectives], factors=space.factors(study),
+        match_complexity=study.match_complexity,  # the settings, defaults filled in; None if unmatched
+        dataset=dict(splits.source),
+        budget={"epochs": study.max_epochs, "trials": target, "seeds": list(study.search.seeds),
+                "resources_per_trial": {"cpus": resources.cpus, "gpus": resources.gpus}},
+        hardware=hardware(), versions=versions(), storage=storage_url,
+        started=previous.started or _utc_now(), finished=None,
+        wall_s=previous.wall_s or 0.0, device_hours=previous.device_hours or 0.0,
+        device_hours_unit=runfolder.device_hours_unit(resources.gpus), attempts=previous.attempts + 1,
+    )
 
 
 _HANDLED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name))
@@ -132,29 +125,28 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     folder = runfolder.RunFolder(run_dir)
     # Every check of the folder (run.json, study, trial record, storage) before the first write.
     previous = check_run_dir(study, run_dir, options.resume)
-    if options.fixed is not None:
-        options.fixed.check_resume(run_dir, options.resume)
+    plans = _plan_source(study, options)
+    plans.check_resume(run_dir, options.resume)
     _check_trial_fits(study, options)
     if splits.source.get("embedded_sample"):
         print("note: training on the embedded CIFAR-10 sample (a few thousand images), not the full "
               "dataset; set data.root for real results", file=out)
     storage_url = study.search.storage or folder.storage_url()
-    target = _target_trials(study, options.fixed)
+    target = plans.target_trials()
     started = time.time()
-    document = _run_document(study, splits, previous, storage_url, target, options.fixed)
+    document = _run_document(study, splits, previous, storage_url, target, plans)
     # Earlier runs to build on, each judged before anything is written or started.
-    reuse, warm_from = _earlier_runs(study, options, splits, out)
+    reuse, warm_from = _earlier_runs(study, options, splits, out) if plans.takes_earlier_runs else (None, None)
     if reuse is not None:
-        document["reuse"] = [str(run.path) for run in reuse.runs]
+        document = dataclasses.replace(document, reuse=[str(run.path) for run in reuse.runs])
     # Ray next: a cluster that cannot be joined must not leave a run folder behind. Where earlier runs
     # may stand in for trials, Ray waits until one must train, which may be never.
     dashboard = None if reuse is not None else _start_ray(options, lock)
     if not options.resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         runfolder.atomic_write_text(folder.study_yaml, study.to_yaml())
-        if options.fixed is not None:
-            options.fixed.write(run_dir)
-    runfolder.write_run_json(run_dir, document)
+        plans.write(run_dir)
+    runfolder.write_run_info(run_dir, document)
 
     tables = _tables_to_continue(study, storage_url, run_dir, target, options.resume, out)
     recorder = Recorder(tables, total=target, started=started,
@@ -170,7 +162,7 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     try:
         remaining = max(0, target - _finished(tables))
         if remaining > 0:
-            searcher = _make_searcher(study, storage_url, recorder, options.fixed,
+            searcher = _make_searcher(study, plans, storage_url, recorder,
                                       reuse=None if reuse is None else _reuse_and_record(reuse, recorder, study),
                                       budget=remaining)
             if warm_from is not None:
@@ -182,7 +174,7 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
                     signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # ray.init installed its own
                 if dashboard:
                     print(dashboard_line(dashboard), file=out)
-                _tune(study, options, splits, searcher, recorder, remaining, document["attempts"])
+                _tune(study, options, plans, splits, searcher, recorder, remaining, document.attempts)
             else:
                 print(f"nothing to train: earlier runs stood in for all {remaining} remaining trial(s), so Ray "
                       f"was not started", file=out)
@@ -198,15 +190,15 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
         shutdown_ray()
         recorder.tell("close")  # waits for a live build in flight, so the final build below writes last
         tables.close()
-        _close_document(document, study, recorder, started, target, interrupted)
-        runfolder.write_run_json(run_dir, document)
+        document = _close_document(document, study, recorder, started, target, interrupted)
+        runfolder.write_run_info(run_dir, document)
     if options.report and tables.rows:
         _build_report(run_dir, out)
     elif options.report:
         print("no trial finished yet, so no report", file=out)
     if live is not None and live.builds:
         print(live.summary(), file=out)
-    return document
+    return document.to_dict()
 
 
 def _check_trial_fits(study: space.Study, options: RunOptions) -> None:
@@ -235,10 +227,8 @@ def _earlier_runs(study: space.Study, options: RunOptions, splits: datasets.Data
                   out: Any) -> tuple[ReuseIndex | None, EarlierRun | None]:
     """The reuse index of --reuse and search.reuse, and the run search.warm_start names; RunError for a bad folder.
 
-    A run of fixed trials (search.retrain) takes neither: its trials train on other terms than the study's.
+    Asked only where the plan source takes earlier runs: a run of fixed trials (search.retrain) takes neither.
     """
-    if options.fixed is not None:
-        return None, None
     paths = [*study.search.reuse, *options.reuse]
     reuse = None
     if paths:
@@ -311,8 +301,8 @@ def _tables_to_continue(study: space.Study, storage_url: str, run_dir: Path, tar
     return tables
 
 
-def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits, searcher: ScreeningOptunaSearch,
-          recorder: Recorder, remaining: int, attempt: int) -> None:
+def _tune(study: space.Study, options: RunOptions, plans: PlanSource, splits: datasets.DatasetSplits,
+          searcher: ScreeningOptunaSearch, recorder: Recorder, remaining: int, attempt: int) -> None:
     """Run the remaining trials through Ray Tune, as `searcher` hands them out, every finished one recorded by `recorder`."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -323,9 +313,9 @@ def _tune(study: space.Study, options: RunOptions, splits: datasets.DatasetSplit
     resources = study.search.resources
     trainable = tune.with_parameters(
         run_trial, splits=splits, data=study.data_settings().to_dict(),
-        objectives=[m for m, _ in _objectives(study, options.fixed)], run_dir=str(options.run_dir),
+        objectives=[m for m, _ in plans.objectives], run_dir=str(options.run_dir),
         cpus_per_trial=resources.cpus, keep_weights=study.search.keep_checkpoints != 0,
-        train_on_val=options.fixed is not None and options.fixed.train_on_val)
+        train_on_val=plans.train_on_val)
     scheduler = FIFOScheduler()
     if study.search.asha is not None:
         asha = study.search.asha
@@ -363,16 +353,15 @@ def _trials_that_fit(cpus: float, gpus: float) -> int:
     return max(1, int(min(fits, default=1)))
 
 
-def _close_document(document: dict[str, Any], study: space.Study, recorder: Recorder, started: float,
-                    target: int, interrupted: bool) -> None:
-    """Add this attempt's wall time, device-hours and trial counts; mark the run finished if it is."""
+def _close_document(document: runfolder.RunInfo, study: space.Study, recorder: Recorder, started: float,
+                    target: int, interrupted: bool) -> runfolder.RunInfo:
+    """run.json with this attempt's wall time, device-hours and trial counts; marked finished if the run is."""
     rows = recorder.tables.rows
-    document["wall_s"] = document["wall_s"] + time.time() - started
-    document["device_hours"] = document["device_hours"] + _device_hours(recorder, study)
-    if len(rows) >= target and not interrupted:
-        document["finished"] = _utc_now()
-    document["trial_counts"] = {s: sum(1 for r in rows.values() if r["status"] == s) for s in runfolder.STATUSES}
-    document["reused_trials"] = sum(1 for r in rows.values() if runfolder.reused_source(r) is not None)
+    return dataclasses.replace(
+        document.counted(rows.values()),
+        wall_s=(document.wall_s or 0.0) + time.time() - started,
+        device_hours=(document.device_hours or 0.0) + _device_hours(recorder, study),
+        finished=_utc_now() if len(rows) >= target and not interrupted else document.finished)
 
 
 # Set by a SIGTERM while a run is in its `try`; cleared when the next run installs the handler.
@@ -385,8 +374,7 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 
 
 def _device_hours(recorder: Recorder, study: space.Study) -> float:
-    # Accelerator-hours when trials hold GPUs, else CPU-core-hours.
-    per_trial = study.search.resources.gpus or study.search.resources.cpus
+    per_trial = runfolder.devices_per_trial(study.search.resources.cpus, study.search.resources.gpus)
     seconds = sum(r["wall_s"] for r in recorder.new_rows()
                   if isinstance(r.get("wall_s"), float) and not math.isnan(r["wall_s"]))
     return seconds * per_trial / 3600.0
@@ -399,40 +387,20 @@ def _load_optuna_study(name: str, storage_url: str) -> optuna.Study | None:
         return None
 
 
-def _screen(study: space.Study) -> Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]:
-    """The searcher's screen: resolve a sample once into its plan, and say why it is rejected, if it is."""
-
-    def screen(params: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-        try:
-            plan = space.resolve(study, params)
-        except ValueError as error:
-            return None, f"invalid architecture: {error}"
-        return plan.to_dict(), space.constraint_violation(study, plan.spec, plan.train)
-
-    return screen
-
-
-def _make_searcher(study: space.Study, storage_url: str, recorder: Recorder, fixed: FixedPlans | None = None,
+def _make_searcher(study: space.Study, plans: PlanSource, storage_url: str, recorder: Recorder,
                    reuse: Reuse | None = None, budget: int | None = None) -> ScreeningOptunaSearch:
     # Optuna's INFO line about the study it creates is noise in the progress output (init_ray quiets it too,
     # but a run whose every trial is reused never starts Ray).
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objectives = _objectives(study, fixed)
+    objectives = plans.objectives
     metrics = [objective_metric(m) for m, _ in objectives]
     modes = [mode for _, mode in objectives]
     multi = len(objectives) > 1
-    define_by_run, screen = space.define_by_run(study), _screen(study)
-    if fixed is not None:
-        sampler: optuna.samplers.BaseSampler = AskTellGridSampler(fixed.grid(), seed=study.search.sampler_seed)
-        define_by_run, screen = fixed.define_by_run(), fixed.screen
-    elif study.search.strategy == "grid":
-        sampler = AskTellGridSampler(space.grid_search_space(study), seed=study.search.sampler_seed)
-    else:
-        sampler = space.make_sampler(study.search.sampler, study.search.sampler_seed)
     return ScreeningOptunaSearch(
-        space=define_by_run, metric=metrics if multi else metrics[0],
-        mode=modes if multi else modes[0], sampler=sampler, storage=open_storage(storage_url),
-        study_name=study.name, screen=screen, on_rejected=recorder.trial_rejected,
+        space=plans.define_by_run(), metric=metrics if multi else metrics[0],
+        mode=modes if multi else modes[0], sampler=plans.sampler(study.search.sampler_seed),
+        storage=open_storage(storage_url),
+        study_name=study.name, screen=plans.screen, on_rejected=recorder.trial_rejected,
         objective_metrics=metrics, reuse=reuse, budget=budget,
     )
 

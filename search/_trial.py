@@ -8,7 +8,6 @@ or validates the study.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import models

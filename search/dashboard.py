@@ -46,10 +46,10 @@ def storage_of(run_dir: Path) -> str:
         raise RunError(f"{run_dir}: no such run folder")
     folder = runfolder.RunFolder(run_dir)
     try:
-        study = runfolder.read_study_yaml(run_dir) or {}
+        study = runfolder.read_study_record(run_dir)
     except runfolder.RunFolderError as error:
         raise RunError(str(error)) from None
-    named = (study.get("search") or {}).get("storage") if isinstance(study.get("search"), dict) else None
+    named = study.storage if study is not None else None
     if named:
         return str(named)  # the study's own storage (a database server): Optuna checks it as it connects
     if not folder.study_db.is_file():

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from models import SpecError
 # Per-channel (mean, std) by `DataSettings.normalize`: kept in space, beside the setting that names them.
-from space import NORMALIZATIONS
+from space import DATASET_CLASSES, NORMALIZATIONS
 
 from ._cifar import IMAGE_SIZE, LAYOUTS, DatasetError, locate, read_official
 
@@ -43,7 +43,7 @@ _SAMPLE_HINT = " Or omit data.root to train on the embedded 1,500-image CIFAR-10
 
 # Fixed, like a real dataset's pixels: `split_seed` varies the split, not the images.
 SYNTHETIC_SEED = 0
-_SYNTHETIC_CLASSES = 10
+_SYNTHETIC_CLASSES = DATASET_CLASSES["synthetic"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,7 +110,7 @@ def read_embedded_sample() -> RawDataset:
         arrays = [sample[key] for key in ("train_x", "train_y", "test_x", "test_y")]
     source = {"name": "cifar10", "root": None, "embedded_sample": True,
               "fallback_reason": _SAMPLE_REASON, "sha256": SAMPLE_SHA256}
-    return _from_numpy(*arrays, 10, source)
+    return _from_numpy(*arrays, DATASET_CLASSES["cifar10"], source)
 
 
 def _cifar10(data) -> RawDataset:

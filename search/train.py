@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -286,13 +285,6 @@ def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report
 
 def _plain_metrics(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool, dict)) or v is None}
-
-
-def cpu_threads() -> int:
-    """Cores this process may use (affinity-aware)."""
-    with contextlib.suppress(AttributeError):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------- CLI

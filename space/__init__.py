@@ -14,7 +14,7 @@ from ._optuna_samplers import SAMPLERS, make_sampler
 from ._reference import FieldDoc, explain, field_docs, reference_markdown, schema_text, study_json_schema
 from ._sampling import (SEED, TrialPlan, constraint_violation, define_by_run, factors, grid_points,
                         grid_search_space, resolve)
-from ._settings import NORMALIZATIONS, OPTIMIZERS, SCHEDULES, DataSettings, TrainSettings
+from ._settings import DATASET_CLASSES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, DataSettings, TrainSettings
 from ._study import GridPoint, SearchSettings, Study
 
 __all__ = [
@@ -23,6 +23,6 @@ __all__ = [
     "TrialPlan", "GridPoint", "SEED", "resolve", "define_by_run", "grid_points", "grid_search_space",
     "factors", "constraint_violation", "space_size", "dry_run_report",
     "Match", "MATCH_KNOBS", "MATCH_METRICS",
-    "OPTIMIZERS", "SCHEDULES", "NORMALIZATIONS", "SAMPLERS", "make_sampler",
+    "OPTIMIZERS", "SCHEDULES", "NORMALIZATIONS", "DATASET_CLASSES", "SAMPLERS", "make_sampler",
     "study_json_schema", "schema_text", "field_docs", "FieldDoc", "reference_markdown", "explain",
 ]

@@ -32,7 +32,8 @@ from ._errors import FieldPath, Problem, StudyError, dotted
 from ._forms import (CHOICE, FLOAT_RANGE, FORM_SYNTAX, INT_RANGE, UNKNOWN_FORM, Choice, FloatRange, IntRange,
                      attribute_docstrings)
 from ._overrides import _parse_path
-from ._schema import BOTTLENECK_ONLY, DATASET_CLASSES, StudyModel
+from ._schema import BOTTLENECK_ONLY, StudyModel
+from ._settings import DATASET_CLASSES
 from ._study import Study
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -17,28 +17,20 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
-from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
 from models import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, presets
+from runfolder import DEFAULT_TARGET_EFFECT  # one home: the report reads the same default from study.yaml
 
 from ._forms import PositiveFloat, PositiveInt, StrictModel, categorical, integer, interval, one_of, real, rule_error
-from ._forms import (MAX_BATCH_SIZE, MAX_CONCURRENT, MAX_CROP_PADDING, MAX_EPOCHS, MAX_GPUS, MAX_IMAGES,
-                     MAX_IN_CHANNELS, MAX_LR, MAX_REPEATS, MAX_STAGES, MAX_SYNTHETIC_IMAGES, MAX_THREADS,
-                     MAX_TRIALS, MAX_WEIGHT_DECAY, MAX_WIDTH_MULTIPLIER, Depth, EpochCount, Seed, Width)
+from ._forms import (MAX_BATCH_SIZE, MAX_CROP_PADDING, MAX_EPOCHS, MAX_IMAGES, MAX_IN_CHANNELS, MAX_LR, MAX_STAGES,
+                     MAX_SYNTHETIC_IMAGES, MAX_THREADS, MAX_WEIGHT_DECAY, MAX_WIDTH_MULTIPLIER, Depth, EpochCount,
+                     Seed, Width)
 from ._forms import JsonSchemaKeywords
 from ._matching import KNOBS, MATCH_METRICS
-from ._optuna_samplers import SAMPLERS
+from ._search_section import SearchSection
 from ._settings import (AMP_MODES, DATASET_NAMES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, DataSettings,
                         TrainSettings)
-
-METRICS = ("val_acc", "macs", "params")
-MODES = ("max", "min")
-STRATEGIES = ("grid", "optuna")
-SCHEDULERS = ("none", "asha")
-
-# What the network must match for each dataset: its class count and input side.
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
-DATASET_IMAGE_SIZE = {"cifar10": 32, "cifar100": 32, "synthetic": 32}
 
 _TRAIN_DEFAULTS = TrainSettings()
 _DATA_DEFAULTS = DataSettings()
@@ -296,214 +288,13 @@ class TrainSection(StrictModel):
 TRAIN_FIELDS = tuple(name for name in TrainSection.model_fields if name != "seed")
 
 
-def _parse_objective(value: Any) -> tuple[str, str]:
-    if not isinstance(value, str):
-        raise rule_error("an objective is text 'metric:mode'", "e.g. val_acc:max or macs:min")
-    metric, _, mode = value.partition(":")
-    if metric not in METRICS:
-        raise rule_error(f"unknown metric {metric!r}", ", ".join(f"{m}:max or {m}:min" for m in METRICS))
-    if mode not in MODES:
-        raise rule_error(f"unknown mode {mode!r} for {metric}", f"{metric}:max or {metric}:min")
-    return (metric, mode)
-
-
-# `search.objectives` in the JSON Schema: one "metric:mode" text, or a list of them.
-_OBJECTIVE_TEXT = {"type": "string", "enum": [f"{metric}:{mode}" for metric in METRICS for mode in MODES]}
-OBJECTIVES_JSON_SCHEMA = {"anyOf": [_OBJECTIVE_TEXT, {"type": "array", "items": _OBJECTIVE_TEXT, "minItems": 1}]}
-
-
-class Asha(StrictModel):
-    """ASHA early stopping on val_acc (Li et al. 2018, arXiv 1810.05934)."""
-
-    grace_period: EpochCount = 1  # type: ignore[valid-type]
-    """Epochs every trial trains before ASHA may stop it."""
-    reduction_factor: interval(float, 1, low_open=True) = 3  # type: ignore[valid-type]
-    """ASHA's reduction factor eta: about one trial in eta goes on from each rung to the next."""
-
-
-class Resources(StrictModel):
-    """What one trial holds; gpus below 1 let several trials share one GPU."""
-
-    cpus: interval(float, 0, MAX_THREADS, low_open=True) = 1.0  # type: ignore[valid-type]
-    """The CPUs one trial holds (Ray resources)."""
-    gpus: interval(float, 0, MAX_GPUS) = 0.0  # type: ignore[valid-type]
-    """The GPUs one trial holds; below 1, several trials share one GPU."""
-
-    @field_validator("gpus")
-    @classmethod
-    def _whole_above_one(cls, gpus: float) -> float:
-        # Ray packs fractions of one GPU, never fractions spread over several.
-        if gpus > 1 and gpus != int(gpus):
-            raise rule_error("a trial can share one GPU or hold whole GPUs", "a fraction <= 1 or a whole number")
-        return gpus
-
-
-def checked_storage_url(url: str) -> str:
-    """`url` when Optuna can open it: an SQLAlchemy URL whose dialect and driver import; a file for SQLite."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    allowed = "an SQLAlchemy database URL, e.g. sqlite:///runs/study.db or postgresql+psycopg2://user@host/db"
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise rule_error("not a database URL", allowed) from None
-    shown = parsed.render_as_string(hide_password=True)  # the message never repeats a password
-    try:
-        dialect = parsed.get_dialect()
-    except NoSuchModuleError:
-        raise rule_error(f"{shown}: SQLAlchemy has no database type {parsed.drivername!r}", allowed,
-                         show_input=False) from None
-    try:
-        getattr(dialect, "import_dbapi", getattr(dialect, "dbapi", None))()
-    except ImportError as error:
-        raise rule_error(f"{shown}: its database driver is not installed ({error}); install it on every "
-                         f"machine of the run", allowed, show_input=False) from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise rule_error(f"{shown}: an in-memory database keeps nothing for --resume or the report",
-                         "sqlite:///PATH/study.db (a file)", show_input=False)
-    return url
-
-
-def _check_run_folder_path(path: str) -> str:
-    if not path.strip():
-        raise rule_error("is empty", "the path of an earlier run folder, e.g. runs/smoke")
-    return path
-
-
-class WarmStart(StrictModel):
-    """`search.warm_start`: an optuna search that starts from what an earlier run learned."""
-
-    run: Annotated[str, AfterValidator(_check_run_folder_path)] = Field(alias="from", description=(
-        "The earlier run folder (as search.run wrote it); its complete trials, best first by the run-folder "
-        "ranking, are told to the Optuna sampler as finished trials before this study samples."))
-    top: interval(int, 1, MAX_TRIALS) = 10  # type: ignore[valid-type]
-    """How many of the earlier run's best trials the sampler is told; they are not rows of this run's results and do
-    not count against its search.trials."""
-
-
-class SearchSection(StrictModel):
-    """`search`: how points are chosen, what is optimised, and what each trial may use."""
-
-    strategy: Literal[STRATEGIES] = "grid"  # type: ignore[valid-type]
-    """grid trains every point of the space (choices and stepped ranges) with every seed; optuna samples
-    search.trials points with search.sampler."""
-    sampler: Literal[tuple(SAMPLERS)] = "tpe"  # type: ignore[valid-type]
-    """The Optuna sampler (strategy optuna only): tpe (multivariate TPE), random, nsga2 (NSGA-II, Deb et al.
-    2002) or qmc (quasi-Monte Carlo)."""
-    # Parsed from "metric:mode" text into (metric, mode) pairs.
-    objectives: Annotated[list[Annotated[Any, AfterValidator(_parse_objective)]], Field(
-        min_length=1, json_schema_extra={"default": ["val_acc:max"]},
-        description="What is optimised, as metric:mode (val_acc, macs or params; max or min); two or more "
-                    "objectives make a multi-objective search for the Pareto front."),
-        WithJsonSchema(OBJECTIVES_JSON_SCHEMA)] = [("val_acc", "max")]
-    trials: interval(int, 1, MAX_TRIALS) | None = None  # type: ignore[valid-type]
-    """The trial budget of an optuna study (required there); a grid derives it (points x seeds), and a value
-    given must equal that."""
-    seeds: Annotated[list[Seed], Field(min_length=1)] | None = None  # type: ignore[valid-type]
-    """The training seeds: every point trains once per seed, and trials that share a seed are compared in pairs;
-    distinct."""
-    repeats: interval(int, 1, MAX_REPEATS) | None = None  # type: ignore[valid-type]
-    """Instead of seeds: seeds 0 to repeats - 1."""
-    sampler_seed: Seed = 0  # type: ignore[valid-type]
-    """The seed of the Optuna sampler, and of the random points an optuna space is checked at when it loads."""
-    scheduler: Literal[SCHEDULERS] = "none"  # type: ignore[valid-type]
-    """none trains every trial to the end; asha stops weak trials early on val_acc (Li et al. 2018, arXiv
-    1810.05934)."""
-    asha: Asha | None = None
-    """ASHA's settings (scheduler asha only)."""
-    resources: Resources = Resources()
-    """What one trial holds."""
-    max_concurrent: interval(int, 1, MAX_CONCURRENT) | None = None  # type: ignore[valid-type]
-    """At most this many trials at once; null: as many as the resources allow."""
-    keep_checkpoints: interval(int, -1, MAX_TRIALS) = 3  # type: ignore[valid-type]
-    """Keep the weights of the best N trials in the run folder; 0 keeps none, -1 all."""
-    storage: str | None = None
-    """The Optuna storage URL (e.g. postgresql://user@host/db); null: study.db (SQLite) in the run folder."""
-    # Each finished trial is in the trial log at once; rewriting the tables costs the more, the more trials
-    # there are (seconds at 10,000 trials), so it is done on a clock, not per trial.
-    results_every_s: PositiveFloat = 60.0  # type: ignore[valid-type]
-    """How often, in seconds, results and curves (parquet and CSV) are rewritten from the trial log while the study
-    runs; they are also written after the first trial, at the end and on --resume, and readers see every finished
-    trial at any time."""
-    reuse: list[Annotated[str, AfterValidator(_check_run_folder_path)]] = []
-    """Earlier run folders to take finished trials from instead of training them again (also --reuse RUN_DIR): a
-    trial whose architecture, training settings (seed included) and data match a complete trial of one of them is
-    recorded from it, row, curve and checkpoint, with its source in the reused_from column. Relative paths are
-    read from the working directory."""
-    warm_start: WarmStart | None = None
-    """Strategy optuna only: tell the sampler the best trials of an earlier run as finished trials before this study
-    samples, so it starts informed."""
-
-    @field_validator("objectives", mode="before")
-    @classmethod
-    def _one_objective_may_be_text(cls, value: Any) -> Any:
-        # `objectives: val_acc:max` is one objective; a list is the general form.
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("objectives")
-    @classmethod
-    def _distinct_metrics(cls, objectives: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        metrics = [metric for metric, _ in objectives]
-        for metric in metrics:
-            if metrics.count(metric) > 1:
-                raise rule_error(f"metric {metric!r} appears twice", "each metric at most once")
-        return objectives
-
-    @field_validator("sampler")
-    @classmethod
-    def _sampler_needs_optuna(cls, sampler: str, info: ValidationInfo) -> str:
-        if info.data.get("strategy") != "optuna":
-            raise rule_error("a sampler only applies to strategy optuna (a grid visits every point)",
-                             "leave sampler out, or set strategy: optuna")
-        return sampler
-
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds):
-            raise rule_error("seeds repeat", "distinct seeds")
-        return seeds
-
-    @field_validator("storage")
-    @classmethod
-    def _storage_optuna_can_open(cls, storage: str | None) -> str | None:
-        # Checked at load (the dry run, and before Ray starts), not when the searcher first opens it.
-        return None if storage is None else checked_storage_url(storage)
-
-    @field_validator("repeats")
-    @classmethod
-    def _seeds_or_repeats(cls, repeats: int, info: ValidationInfo) -> int:
-        if info.data.get("seeds") is not None:
-            raise rule_error("give search.seeds or search.repeats, not both",
-                             "seeds: [0, 1, 2] or repeats: 3")
-        return repeats
-
-    @field_validator("warm_start")
-    @classmethod
-    def _warm_start_needs_optuna(cls, warm_start: WarmStart | None, info: ValidationInfo) -> WarmStart | None:
-        # A grid visits every point whatever was learned before; only a sampler can start informed.
-        if warm_start is not None and info.data.get("strategy") != "optuna":
-            raise rule_error("warm_start informs an Optuna sampler; a grid visits every point anyway",
-                             "leave warm_start out, or set strategy: optuna (or --reuse the earlier run to "
-                             "skip the grid points it trained)")
-        return warm_start
-
-    @field_validator("asha")
-    @classmethod
-    def _asha_needs_scheduler(cls, asha: Asha, info: ValidationInfo) -> Asha:
-        if info.data.get("scheduler") != "asha":
-            raise rule_error("asha settings only apply with scheduler: asha",
-                             "leave asha out, or set scheduler: asha")
-        return asha
-
-
 class ReportSection(StrictModel):
     """`report`: what the report is asked to resolve."""
 
     # The smallest accuracy difference worth resolving (a fraction: 0.01 = 1 pp); the power
     # analysis says how many seeds per level would detect it.
-    target_effect: interval(float, 0, 1, low_open=True, high_open=True) = 0.01  # type: ignore[valid-type]
+    target_effect: interval(  # type: ignore[valid-type]
+        float, 0, 1, low_open=True, high_open=True) = DEFAULT_TARGET_EFFECT
     """The smallest accuracy difference worth resolving (0.01 = 1 percentage point); the report's power analysis
     says how many seeds per level would detect it."""
     # While the study runs, report.html is rebuilt after a trial finishes, at most once per this many

@@ -78,7 +78,11 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 
 # ------------------------------------------------------------------ settings
 AMP_MODES = ("auto", "bf16", "off")
-DATASET_NAMES = ("cifar10", "cifar100", "synthetic")
+# DataSettings.dataset -> what the network must match: its class count and input side. The one home of both:
+# the study checks space.num_classes against it and search.datasets labels and checks its images by it.
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
+DATASET_IMAGE_SIZE = {"cifar10": 32, "cifar100": 32, "synthetic": 32}
+DATASET_NAMES = tuple(DATASET_CLASSES)
 
 _Settings = TypeVar("_Settings", bound="_Serialisable")
 

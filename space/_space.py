@@ -19,9 +19,9 @@ from models import BOTTLENECK_BLOCKS, ArchSpec, Complexity, SpecError, complexit
 from ._errors import FieldPath, FieldProblem
 from ._forms import Choice, IntRange, Searched, float_grid, is_searched
 from ._matching import KNOBS, Match, is_design_factor, solve
-from ._schema import (ARCH_FIELDS, BOTTLENECK_ONLY, CONVENIENCE_FIELDS, DATASET_CLASSES, DATASET_IMAGE_SIZE,
-                      TRAIN_FIELDS, Constraints, MatchComplexity, StudyModel)
-from ._settings import TrainSettings
+from ._schema import (ARCH_FIELDS, BOTTLENECK_ONLY, CONVENIENCE_FIELDS, TRAIN_FIELDS, Constraints, MatchComplexity,
+                      StudyModel)
+from ._settings import DATASET_CLASSES, DATASET_IMAGE_SIZE, TrainSettings
 
 _ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArchSpec)
                   if f.default is not dataclasses.MISSING}

@@ -22,7 +22,8 @@ from models import ArchSpec, Complexity, MemoryBudget, MemoryEstimate, training_
 from ._errors import FieldProblem, Problem, StudyError
 from ._forms import Choice, IntRange
 from ._matching import Match
-from ._schema import Asha, Resources, StudyModel, WarmStart
+from ._schema import StudyModel
+from ._search_section import Asha, Resources, WarmStart
 from ._settings import DataSettings, TrainSettings
 from ._space import SearchSpace, build_search_space
 

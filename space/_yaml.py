@@ -15,46 +15,23 @@ from typing import Any
 
 import yaml
 
+# The caps (size, depth, values after aliases) and their checks have one home, runfolder._untrusted, shared
+# with the YAML documents of a run folder (study.yaml as run, a checkpoint's arch.yaml).
+from runfolder import untrusted
+
 from ._errors import FieldPath, Problem, StudyError, dotted
 
-
-# The largest shipped study has 3,636 characters; this is about thirty times that.
-# PyYAML's pure-Python parser (the one that records lines) reads about 100,000
-# characters a second on a busy 2-core machine, so the largest file costs a second.
-MAX_YAML_CHARS = 100_000
-# A study nests five levels (space.stages[i].depth.int); fifty leaves room for any
-# hand-written file and keeps every recursive walk far from Python's limit of 1,000.
-MAX_YAML_DEPTH = 50
-# Values (YAML nodes) after aliases are expanded: the largest shipped study has 104,
-# and validating 100,000 takes a fraction of a second. A billion-laughs file of 8
-# levels expands to 9^8 = 43 million and is refused.
-MAX_YAML_NODES = 100_000
+MAX_YAML_CHARS, MAX_YAML_DEPTH, MAX_YAML_NODES = untrusted.MAX_YAML_CHARS, untrusted.MAX_YAML_DEPTH, untrusted.MAX_YAML_NODES
+CappedSafeLoader, YamlLimitError = untrusted.CappedSafeLoader, untrusted.YamlLimitError
+_check_expansion = untrusted.check_yaml_expansion
 
 
-class YamlLimitError(yaml.MarkedYAMLError):
-    """A document past one of the caps above (too deep, too many nodes, a recursive alias)."""
-
-
-class LineRecordingLoader(yaml.SafeLoader):
+class LineRecordingLoader(CappedSafeLoader):
     """`yaml.safe_load` (SafeConstructor: plain data only, never code) that keeps the node tree.
 
-    The composer is the one recursive step of parsing, so it counts the nesting
-    and stops at MAX_YAML_DEPTH before Python's recursion limit can.
+    Its composer stops at MAX_YAML_DEPTH (runfolder's CappedSafeLoader) before
+    Python's recursion limit can.
     """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._nesting = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        self._nesting += 1
-        try:
-            if self._nesting > MAX_YAML_DEPTH:
-                raise YamlLimitError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                     self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._nesting -= 1
 
 
 # YAML 1.2 floats such as 1e6 and 2.0e6: PyYAML follows YAML 1.1, where they are
@@ -104,55 +81,6 @@ def _record_lines(node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int],
             lines[child] = item.start_mark.line + 1
             _record_lines(item, child, lines, where, on_stack)
     on_stack.discard(id(node))
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """Raise YamlLimitError if the tree, with every alias expanded, is too deep, too large, or endless.
-
-    An alias is the same node object in two places, so a walk with memory
-    counts each distinct node once (linear in the file) while adding up what
-    the expanded tree would hold. The walk keeps its own stack: a chain of
-    aliases can be deeper than Python's recursion limit.
-    """
-    size: dict[int, int] = {}    # id(node) -> nodes in its expanded subtree
-    depth: dict[int, int] = {}   # id(node) -> levels of its expanded subtree
-    on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        key = id(node)
-        if children_done:
-            on_path.discard(key)
-            children = _children(node)
-            size[key] = 1 + sum(size[id(child)] for child in children)
-            depth[key] = 1 + max((depth[id(child)] for child in children), default=0)
-            if size[key] > MAX_YAML_NODES:
-                raise YamlLimitError(None, None, f"more than {MAX_YAML_NODES:,} values once its aliases "
-                                                 "(*name) are expanded", node.start_mark)
-            if depth[key] > MAX_YAML_DEPTH:
-                raise YamlLimitError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep once its "
-                                                 "aliases (*name) are expanded", node.start_mark)
-            continue
-        if key in size:
-            continue
-        if key in on_path:  # &a [*a]: a value that contains itself never ends
-            raise YamlLimitError(None, None, "an alias (*name) refers to a value that contains it",
-                                 node.start_mark)
-        on_path.add(key)
-        stack.append((node, True))
-        for child in _children(node):
-            if isinstance(child, yaml.ScalarNode):  # a leaf: no need to visit it twice
-                size[id(child)] = depth[id(child)] = 1
-            elif id(child) not in size:
-                stack.append((child, False))
 
 
 def _control_character_problem(error: yaml.reader.ReaderError, text: str, where: str) -> Problem:

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 import models
+import runfolder
 from models import ArchSpec, CheckpointError, StageSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ def _results(run_dir: Path) -> pd.DataFrame:
 
 def _by_validation(run_dir: Path) -> list[str]:
     results = _results(run_dir)
-    return list(results.sort_values(["val_acc_best", "trial_id"], ascending=[False, True])["trial_id"])
+    return list(runfolder.ranked_frame(results)["trial_id"])
 
 
 def _rewrite_results(run_dir: Path, **changes_by_trial: dict) -> None:

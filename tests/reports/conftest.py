@@ -10,10 +10,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from reports import _synthetic as synthetic
+import runfolder
+import synthetic_run as synthetic
 
 SHORTCUT_LEVELS = ["A", "B", "C"]
 DEPTH_LEVELS = [20, 56]
@@ -43,12 +43,11 @@ def grid_run(runs_root) -> Path:
     trials[9]["status"] = "pruned"
     results, curves = synthetic.build_results(trials, epochs=4, effects=GRID_EFFECTS, seed=1)
     info = synthetic.run_info("shortcut_ablation", _grid_factors(), trials=len(trials), epochs=4, seeds=SEEDS)
-    best = results[results["status"] == "complete"].nlargest(2, "val_acc_best")
-    retrain = pd.DataFrame([
-        {"arch_key": row.arch_key, "source_trial_id": row.trial_id, "seed": seed,
-         "test_acc": row.test_acc + 0.002 * (seed - 1), "val_acc_best": row.val_acc_best}
-        for row in best.itertuples() for seed in (10, 11, 12)
-    ])
+    best = runfolder.ranked_rows(results.to_dict("records"))[:2]
+    retrain = [runfolder.RetrainRow(arch_key=row["arch_key"], source_trial_id=row["trial_id"], seed=seed,
+                                    test_acc=row["test_acc"] + 0.002 * (seed - 1),
+                                    source_val_acc_best=row["val_acc_best"])
+               for row in best for seed in (10, 11, 12)]
     return synthetic.write_run(runs_root / "shortcut_ablation", results, info, curves, retrain)
 
 

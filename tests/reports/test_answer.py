@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import reports
-from reports import _synthetic as synthetic
+import synthetic_run as synthetic
 
 
 def _crossed_run(root, match=None):

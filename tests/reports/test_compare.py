@@ -22,7 +22,7 @@ from statsmodels.stats.multitest import multipletests
 
 from browser import render, require_chromium
 from commands import SMOKE, call_main, run_module
-from reports import _synthetic as synthetic
+import synthetic_run as synthetic
 from reports._compare import (CHANGED, NOT_SET, SAME, CompareError, compare_runs, differences_table, flatten,
                               load_runs)
 from reports.compare import main as compare_main

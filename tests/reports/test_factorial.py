@@ -18,11 +18,11 @@ import pytest
 from scipy import stats
 
 from reports import build_report, load_run
-from reports import _synthetic as synthetic
 from reports._edf import complexity_weights
 from reports._factorial import factorial_tables
 from reports._load import level_label
 from reports._stats import ablation_table, compare, holm, seed_pairs
+import synthetic_run as synthetic
 
 SEEDS = list(range(6))
 SHORTCUTS = ["A", "B", "none"]

@@ -16,11 +16,12 @@ import pytest
 import yaml
 from scipy import stats
 
+import runfolder
 from reports import _fidelity as fidelity
-from reports import _synthetic as synthetic
 from reports import build_report, load_run, summarize
 from reports._fidelity import (bootstrap_kendall_taus, kendall_tau, kendall_tau_ci, rank_stability, resample_counts,
                                resample_indices)
+import synthetic_run as synthetic
 
 RANK_STABILITY_CONTRACT = ["epoch", "n", "kendall_tau", "ci_low", "ci_high"]
 EPOCHS = 8
@@ -104,13 +105,12 @@ def _planted_run(root, name: str, retrain_effect: float | None = None, retrained
     retrain = None
     if retrain_effect is not None:
         chosen = results["factor.shortcut"].isin(retrained_levels) & results["factor.depth"].isin(retrained_depths)
-        best = results[chosen].sort_values("val_acc_best", ascending=False)
-        best = best.drop_duplicates("arch_key")
-        retrain = pd.DataFrame([
-            {"arch_key": row["arch_key"], "source_trial_id": row["trial_id"], "seed": seed, "status": "complete",
-             "epochs": 30, "source_val_acc_best": row["val_acc_best"], "source_test_acc": row["test_acc"],
-             "test_acc": 0.90 + (retrain_effect if row["factor.shortcut"] == "B" else 0.0) + rng.normal(0, 0.002)}
-            for row in best.to_dict("records") for seed in range(3)])
+        best = runfolder.ranked_frame(results[chosen]).drop_duplicates("arch_key")
+        retrain = [runfolder.RetrainRow(
+            arch_key=row["arch_key"], source_trial_id=row["trial_id"], seed=seed, status="complete", epochs=30,
+            source_val_acc_best=row["val_acc_best"], source_test_acc=row["test_acc"],
+            test_acc=0.90 + (retrain_effect if row["factor.shortcut"] == "B" else 0.0) + rng.normal(0, 0.002))
+            for row in best.to_dict("records") for seed in range(3)]
     info = synthetic.run_info(name, FACTORS, trials=len(trials), epochs=EPOCHS, seeds=SEEDS)
     run_dir = synthetic.write_run(root / name, results, info, curves, retrain)
     _write_study_yaml(run_dir, search or {"strategy": "grid"})

@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from browser import VIEWPORT, render, require_chromium
+import runfolder
 from reports import build_report
 from reports._load import level_label
 
@@ -90,7 +91,7 @@ def test_key_numbers_equal_those_computed_from_the_parquet(rendered, grid_run):
                 if min(abs(low), abs(high)) > 0.01:
                     assert keyed[f"{key}.verdict"] == expected
 
-    ranked = scored.sort_values(["val_acc_best", "number"], ascending=[False, True])
+    ranked = runfolder.ranked_frame(scored)
     for rank, row in enumerate(ranked.head(5).itertuples()):
         assert keyed[f"top.{rank}.trial_id"] == row.trial_id
         assert keyed[f"top.{rank}.val_acc_best"] == _percent(row.val_acc_best)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import runfolder
 from reports import ablation_table, bootstrap_mean_ci, load_run, pareto_front, welch_p_value
 from reports._load import level_label
 from reports._stats import bootstrap_means, failure_messages, failed_trials, status_counts, t_mean_ci, top_trials
@@ -164,6 +165,6 @@ def test_top_trials_rank_by_the_objective(grid_run):
     run = load_run(grid_run)
     top = top_trials(run, 3)
     results = pd.read_parquet(grid_run / "results.parquet")
-    expected = results[results["status"] == "complete"].nlargest(3, "val_acc_best")["trial_id"].tolist()
+    expected = runfolder.ranked_frame(results)["trial_id"].head(3).tolist()
     assert top["trial_id"].tolist() == expected
     assert top["rank"].tolist() == [0, 1, 2]

@@ -94,7 +94,8 @@ def test_readers_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(runfolder.RunFolderError, match="not readable JSON"):
         runfolder.read_run_json(tmp_path)
     runfolder.write_run_json(tmp_path, {"study": "x"})
-    assert json.loads(folder.run_json.read_text()) == {"study": "x"}
+    written = json.loads(folder.run_json.read_text())  # through RunInfo: every field, the current format
+    assert written == runfolder.RunInfo(study="x", device_hours_unit=runfolder.TRIAL_HOURS).to_dict()
 
 
 def test_importing_the_format_needs_neither_torch_nor_pandas():

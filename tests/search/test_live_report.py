@@ -19,7 +19,7 @@ import pytest
 
 from browser import CHROMIUM, LAUNCH_ARGS, require_chromium
 from commands import SmokeRun
-from reports import _synthetic as synthetic
+import synthetic_run as synthetic
 from reports import build_report
 from search._live_report import MIN_REFRESH_S, LiveReport, refresh_seconds
 

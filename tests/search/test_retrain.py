@@ -155,9 +155,9 @@ def test_fixed_plans_are_a_grid_over_their_positions(run_dir: Path) -> None:
 
 
 def test_a_jobs_rows_become_retrain_parquet_beside_older_rows(run_dir: Path) -> None:
-    legacy = pd.DataFrame([{"arch_key": "0123456789abcdef", "source_trial_id": "trial_0000", "seed": 0,
-                            "status": "complete", "test_acc": 0.4, "run_key": "{}", "device": "cpu"}])
-    runfolder.write_retrain(run_dir, legacy)  # a row retrained in-process, before retrain jobs
+    legacy = runfolder.RetrainRow(arch_key="0123456789abcdef", source_trial_id="trial_0000", seed=0,
+                                  status="complete", test_acc=0.4, run_key="{}", device="cpu")
+    runfolder.write_retrain(run_dir, [legacy])  # a row retrained in-process, before retrain jobs
     job = retrain_module.plan_job(run_dir, top=2, seeds=2, overrides=[])
     _finish_job(job, [0.81, 0.82, 0.83], finished=False)
     for _ in range(2):  # recording a job again replaces its rows
@@ -281,7 +281,7 @@ def test_real_runner_round_trip_load_rank_0(smoke_run: object, _restore_torch_th
     """The smoke study through Ray: load rank 0 and re-evaluate it to the recorded test accuracy."""
     run_dir = smoke_run.run_dir
     results = pd.read_parquet(run_dir / "results.parquet")
-    best = results.sort_values(["val_acc_best", "trial_id"], ascending=[False, True]).iloc[0]
+    best = runfolder.ranked_frame(results).iloc[0]
     assert best["checkpoint"], "the runner keeps the weights of the best trials"
     model = models.load(run_dir, rank=0)
     assert model.checkpoint_meta["trial"]["trial_id"] == best["trial_id"]

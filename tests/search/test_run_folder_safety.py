@@ -183,7 +183,7 @@ def test_results_deleted_but_log_present_resumes_from_the_log(finished_run: Path
     for path in (folder.results, folder.results_csv, folder.curves, folder.curves_csv):
         path.unlink()
     saved = check_run_dir(space.load_study(SMOKE), finished_run, resume=True)
-    assert saved["finished"] == FINISHED_AT
+    assert saved is not None and saved.finished == FINISHED_AT
 
 
 def test_a_new_run_refuses_an_existing_folder_even_with_only_a_stale_lock_beside_it(finished_run: Path) -> None:
@@ -191,7 +191,7 @@ def test_a_new_run_refuses_an_existing_folder_even_with_only_a_stale_lock_beside
         check_run_dir(space.load_study(SMOKE), finished_run, resume=False)
     empty = finished_run.parent / "empty"
     with runfolder.RunFolderLock(empty):  # the lock file alone does not make a folder "existing"
-        assert check_run_dir(space.load_study(SMOKE), empty, resume=False) == {}
+        assert check_run_dir(space.load_study(SMOKE), empty, resume=False) is None
 
 
 def test_a_folder_left_before_run_json_is_started_afresh_not_resumed(finished_run: Path, tmp_path: Path,
@@ -203,7 +203,7 @@ def test_a_folder_left_before_run_json_is_started_afresh_not_resumed(finished_ru
     (left / runfolder.STUDY_YAML).write_bytes((finished_run / runfolder.STUDY_YAML).read_bytes())
     runfolder.write_plans(left, [])
     with runfolder.RunFolderLock(left):
-        assert check_run_dir(space.load_study(SMOKE), left, resume=False) == {}
+        assert check_run_dir(space.load_study(SMOKE), left, resume=False) is None
     line = _resume(capsys, left)
     assert "nothing to resume (no run.json: no run began there); start the study without --resume" in line
     # Anything a run computes makes the folder a run's: a log line without run.json is refused, as before.

@@ -1,9 +1,12 @@
 """Synthetic run folders for the report tests and bench/report_scale.py, written as the runner writes them.
 
-Rows come from `runfolder.trial_row` with real ArchSpecs and their analytic
-complexity, and reach disk through `runfolder.ResultsTables`, so the fake
-folder cannot drift from the real format. The
-accuracies follow a simple additive model (a base, an effect per factor level,
+A test fake, so it lives in tests/ (the report reads runfolder only). Every
+document reaches disk through the real writers: rows from `runfolder.trial_row`
+with real ArchSpecs and their analytic complexity through
+`runfolder.ResultsTables`, run.json as a `runfolder.RunInfo` through
+`runfolder.write_run_info`, and retrain rows as `runfolder.RetrainRow`s through
+`runfolder.write_retrain`, so the fake folder cannot drift from the real format.
+The accuracies follow a simple additive model (a base, an effect per factor level,
 Gaussian noise per seed) so tests know the direction of every difference.
 """
 
@@ -158,8 +161,8 @@ def run_info(study: str, factors: Mapping[str, Mapping[str, Any]], *, strategy: 
 
 
 def write_run(run_dir: str | Path, results: pd.DataFrame, info: Mapping[str, Any] | None = None,
-              curves: pd.DataFrame | None = None, retrain: pd.DataFrame | None = None) -> Path:
-    """Write a run folder through the runner's own writer (`runfolder.ResultsTables`), plus run.json and retrain."""
+              curves: pd.DataFrame | None = None, retrain: Iterable[runfolder.RetrainRow] | None = None) -> Path:
+    """Write a run folder through the runner's own writers: the tables, run.json (a RunInfo) and retrain rows."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tables = runfolder.ResultsTables(run_dir)
@@ -172,7 +175,7 @@ def write_run(run_dir: str | Path, results: pd.DataFrame, info: Mapping[str, Any
         for path in (tables.folder.curves, tables.folder.curves_csv):
             path.unlink()
     if info is not None:
-        runfolder.write_run_json(run_dir, info)
+        runfolder.write_run_info(run_dir, runfolder.RunInfo.from_dict(info, where="synthetic run.json"))
     if retrain is not None:
         runfolder.write_retrain(run_dir, retrain)
     return run_dir

@@ -377,13 +377,13 @@ def bare(args: argparse.Namespace) -> None:
     from ray.tune.search.optuna import OptunaSearch
 
     import space
-    from search import datasets
+    import imagefeed
     from search._ray import init_ray, shutdown_ray
     from search._searcher import open_storage
     from search._trial import PLAN, TRIAL_NUMBER, objective_metric, run_trial
 
     study = space.load_study(args.study)
-    splits = datasets.load(study.data_settings())
+    splits = imagefeed.load(study.data_settings())
     init_ray(None, dashboard=False)  # the same Ray start-up and output settings as search.run
     if not args.tune_defaults:  # Tune's experiment state saved as rarely as search.run saves it
         from search._runner import TUNE_STATE_EVERY_S

@@ -65,13 +65,13 @@ def run_study(args: argparse.Namespace, out: Path, live_every_s: float | None = 
 
 def run_loop(args: argparse.Namespace, out: Path) -> tuple[float, list[float]]:
     import space
-    from search import datasets
+    import imagefeed
     from search.train import fit
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
     study = space.load_study(STUDY, _overrides(args))
-    splits = datasets.load(study.data_settings())
+    splits = imagefeed.load(study.data_settings())
     trial_seconds = []
     for point in space.grid_points(study):
         for seed in study.search.seeds:

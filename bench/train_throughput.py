@@ -17,13 +17,13 @@ import time
 import torch
 import torch.nn.functional as F
 
+import imagefeed
 import models
-from search import datasets
 from search.train import fit
 from space import DataSettings, TrainSettings
 
 
-def hand_written_loop(spec: models.ArchSpec, splits: datasets.DatasetSplits, train: TrainSettings,
+def hand_written_loop(spec: models.ArchSpec, splits: imagefeed.DatasetSplits, train: TrainSettings,
                       device: torch.device, epochs: int) -> float:
     """The baseline: build, SGD, shuffle, augment, step. Returns training images per second."""
     torch.manual_seed(train.seed)
@@ -31,7 +31,7 @@ def hand_written_loop(spec: models.ArchSpec, splits: datasets.DatasetSplits, tra
     model = models.build(spec).to(device=device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
                                 weight_decay=train.weight_decay)
-    augment = datasets.BatchAugment(4, True, mean=splits.mean, std=splits.std)
+    augment = imagefeed.BatchAugment(4, True, mean=splits.mean, std=splits.std)
     x_all, y_all = splits.train_x.to(device), splits.train_y.to(device)
     generator = torch.Generator(device=device).manual_seed(0)
     use_bf16 = device.type == "cuda"
@@ -70,7 +70,7 @@ def main() -> None:
     device = torch.device(args.device)
     spec = models.preset(args.preset)
     data = DataSettings(root=args.data_root)
-    splits = datasets.load(data)
+    splits = imagefeed.load(data)
     train = TrainSettings(epochs=args.epochs, batch_size=128, lr=0.05, schedule="cosine")
     fit_rates, loop_rates = [], []
     for _ in range(args.rounds):

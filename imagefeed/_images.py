@@ -89,3 +89,21 @@ class StreamedSplits:
     std: tuple[float, float, float]
     source: dict[str, Any] = field(default_factory=dict)
     streamed: bool = True  # DatasetSplits has False: the trainer picks its input path by this
+
+
+@dataclass(frozen=True, eq=False)
+class StreamedDataset:
+    """What a streamed kind's reader returns: the training pool and the shipped held-out set, before any split.
+
+    The streamed counterpart of the whole-tensor `RawDataset`. `test` is the
+    split the data ships as held out (`val/`, `val_data`); the study's
+    validation split is carved out of `train`. `source` holds name, root,
+    fingerprint, skipped_images and skipped_examples (headers that did not
+    open at index time).
+    """
+
+    train: ImageSource
+    test: ImageSource
+    num_classes: int
+    class_names: tuple[str, ...]  # in label order
+    source: dict[str, Any]

@@ -5,13 +5,14 @@ Every package that writes or reads a run folder goes through here (docs/DESIGN.m
 results through the standard library; the pandas readers import pandas on use.
 """
 
-from ._atomic import (atomic_write_folder, atomic_write_frame, atomic_write_text, atomic_write_with, current_umask,
-                      new_file_mode, new_folder_mode, unwritable_reason)
+from ._atomic import (DiskRefusedWrite, atomic_write_folder, atomic_write_frame, atomic_write_text, atomic_write_with, current_umask,
+                      disk_refusal, new_file_mode, new_folder_mode, unwritable_reason)
 from ._layout import (CHECKPOINTS, CURVES_CSV, CURVES_PARQUET, LOCK, RAY_RESULTS, REPORT_HTML, REPORT_TABLES,
                       PLANS_JSON, RESULTS_CSV, RESULTS_PARQUET, RETRAIN_CSV, RETRAIN_JOBS, RETRAIN_PARQUET, RETRAINED,
                       RUN_JSON, STUDY_DB, STUDY_YAML, TRIALS_LOG, RunFolder, checkpoint_cell, retrain_job_cell,
                       retrained_cell)
-from ._lock import LockBody, RunFolderBusy, RunFolderLock, holder_text, read_lock, read_lock_body
+from ._lock import (MAX_RECORDED_PROCESSES, LockBody, RayRecord, RecordedProcess, RunFolderBusy, RunFolderLock, holder_text, read_lock,
+                    read_lock_body, session_pid)
 from ._ranking import RANKING_COLUMN, RANKING_RULE, rankable, ranked_frame, ranked_rows, ranking_order, sort_key
 from ._rows import (ARCH_PREFIX, CURVE_COLUMNS, FACTOR_PREFIX, REJECTED_PREFIX, REUSED_FROM, STATUSES, TRAIN_JSON,
                     TRAIN_PREFIX, curve_rows, factor_label, float_or_nan, is_missing, reused_from_cell,
@@ -25,7 +26,8 @@ from ._run_info import (CPU_CORE_HOURS, GPU_HOURS, RUN_INFO_FORMAT, TRIAL_HOURS,
                         Hardware, MatchSettings, Resources, RunFolderNote, RunInfo, device_hours_unit,
                         devices_per_trial, read_run_info, read_run_json, write_run_info, write_run_json)
 from ._study_record import (DEFAULT_ASHA_GRACE_PERIOD, DEFAULT_ASHA_REDUCTION_FACTOR, DEFAULT_TARGET_EFFECT,
-                            StudyRecord, read_study_record, read_study_yaml)
+                            MIN_TARGET_EFFECT, TARGET_EFFECT_RULE, StudyRecord, is_target_effect, read_study_record,
+                            read_study_yaml)
 from ._records import LOAD_COLUMNS, TrialRecord, read_trials
 from ._tables import ResultsTables
 from . import _untrusted as untrusted  # the bounded readers, for models' and search's readers of a folder's files
@@ -37,8 +39,9 @@ __all__ = [
     "CURVES_CSV", "RETRAIN_PARQUET", "RETRAIN_CSV", "CHECKPOINTS", "RETRAINED", "REPORT_HTML", "REPORT_TABLES",
     "RAY_RESULTS", "LOCK", "PLANS_JSON", "RETRAIN_JOBS", "checkpoint_cell", "retrain_job_cell", "retrained_cell",
     "atomic_write_with", "atomic_write_text", "atomic_write_frame", "atomic_write_folder", "current_umask",
-    "new_file_mode", "new_folder_mode", "unwritable_reason",
-    "RunFolderLock", "RunFolderBusy", "LockBody", "holder_text", "read_lock", "read_lock_body",
+    "new_file_mode", "new_folder_mode", "unwritable_reason", "DiskRefusedWrite", "disk_refusal",
+    "RunFolderLock", "RunFolderBusy", "LockBody", "RayRecord", "RecordedProcess", "MAX_RECORDED_PROCESSES", "session_pid", "holder_text",
+    "read_lock", "read_lock_body",
     "RANKING_COLUMN", "RANKING_RULE", "rankable", "sort_key", "ranking_order", "ranked_rows", "ranked_frame",
     "STATUSES", "CURVE_COLUMNS", "FACTOR_PREFIX", "ARCH_PREFIX", "TRAIN_PREFIX", "TRAIN_JSON", "REJECTED_PREFIX", "trial_id", "trial_row",
     "REUSED_FROM", "reused_from_cell", "reused_source", "curve_rows", "train_settings_of", "factor_label", "is_missing",
@@ -50,5 +53,6 @@ __all__ = [
     "RunInfo", "RUN_INFO_FORMAT", "read_run_info", "write_run_info", "RunFolderNote", "Resources", "Budget", "Dataset",
     "Hardware", "FactorLevels", "MatchSettings", "GPU_HOURS", "CPU_CORE_HOURS", "TRIAL_HOURS", "device_hours_unit",
     "devices_per_trial", "StudyRecord", "read_study_record", "DEFAULT_TARGET_EFFECT",
+    "MIN_TARGET_EFFECT", "TARGET_EFFECT_RULE", "is_target_effect",
     "DEFAULT_ASHA_GRACE_PERIOD", "DEFAULT_ASHA_REDUCTION_FACTOR",
 ]

@@ -22,8 +22,12 @@ TRAIN_JSON = "train_json"
 # target cost and the relative gap left, (cost - target) / target. Absent where nothing is matched.
 MATCH_PREFIX = "match."
 MATCH_FIELDS = ("by", "adjust", "value", "target", "gap")
-INTEGER_METRICS = ("params", "macs", "flops", "epochs_run")
-FLOAT_METRICS = ("val_acc_best", "val_acc_final", "test_acc", "wall_s", "images_per_s")
+# workers, global_batch, base_lr and batchnorm: how a trial was parallelised (search.resources.workers); rows
+# written before they existed lack them.
+INTEGER_METRICS = ("params", "macs", "flops", "epochs_run", "workers", "global_batch")
+# peak_host_mib: the trial process and its loader workers (PSS); peak_device_mib: torch on CUDA, NaN elsewhere.
+FLOAT_METRICS = ("val_acc_best", "val_acc_final", "test_acc", "wall_s", "images_per_s", "base_lr",
+                 "peak_host_mib", "peak_device_mib")
 # Written by the runner when the screen rejects a sample before any worker starts.
 REJECTED_PREFIX = "rejected before training: "
 # Where a trial's row, curve and checkpoint were taken from instead of training it (search.run --reuse):
@@ -90,6 +94,7 @@ def trial_row(*, number: int, status: str, seed: int | None, factors: Mapping[st
     for column in FLOAT_METRICS:
         row[column] = float_or_nan(metrics.get(column))
     row["node_id"] = str(metrics.get("node_id") or "")
+    row["batchnorm"] = str(metrics.get("batchnorm") or "")
     row["error"] = error or str(metrics.get("error") or "")
     row["checkpoint"] = checkpoint
     row[REUSED_FROM] = reused_from

@@ -66,7 +66,13 @@ class Budget(TypedDict, total=False):
 
 
 class Dataset(TypedDict, total=False):
-    """The data loader's `source` (search.datasets): which images, exactly; `--reuse` matches on it whole."""
+    """The data loader's `source` (imagefeed.load): which images, exactly; `--reuse` matches on it whole.
+
+    Each kind records what identifies its images: CIFAR its `files`, the embedded sample its `sha256`, the
+    synthetic images their `seed`, folders and the packed store a `fingerprint` (names, sizes and times of the
+    files, or the store's own) and the images skipped as unreadable. `n_train_pool` is the training images before
+    the validation split; the held-out split that ships with the data (`val/`, `val_data`) is `n_test`.
+    """
 
     name: str
     root: str | None
@@ -75,6 +81,15 @@ class Dataset(TypedDict, total=False):
     n_train: int
     n_val: int
     n_test: int
+    n_train_pool: int
+    num_classes: int
+    n_class_names: int
+    files: list[str]
+    sha256: str
+    seed: int
+    fingerprint: str
+    skipped_images: int
+    skipped_examples: list[str]
 
 
 class Hardware(TypedDict, total=False):
@@ -124,8 +139,9 @@ class RunInfo:
                                        default_factory=lambda: [["val_acc", "max"]])
     factors: dict[str, FactorLevels] = _doc("each searched parameter: {levels, reference}", default_factory=dict)
     match_complexity: MatchSettings | None = _doc("the matched-complexity settings; null if unmatched", default=None)
-    dataset: Dataset | None = _doc("the loader's source: name, root, embedded_sample, n_train, n_val, n_test",
-                                   default=None)
+    dataset: Dataset | None = _doc("the loader's source: name, root, counts (n_train_pool, n_train, n_val, "
+                                   "n_test), num_classes, and what identifies the images (files, sha256, seed "
+                                   "or fingerprint)", default=None)
     budget: Budget | None = _doc("epochs, trials, seeds, resources_per_trial {cpus, gpus}", default=None)
     hardware: Hardware | None = _doc("the driver: cpu, cpus, gpus, hostname, platform", default=None)
     versions: dict[str, str] | None = _doc("python and the packages that decide results", default=None)
@@ -260,10 +276,11 @@ def _note_filled(info: RunInfo, path: Path) -> None:
         return
     _NOTED.add(key)
     lacking = [name for name in info.filled if name != "format_version"]
-    origin = (f"has no format_version (written before run.json had one): read as format {IMPLICIT_FORMAT}"
-              if "format_version" in info.filled else f"is format {info.format_version}")
+    origin = (f"{path} has no format_version (written before run.json had one): read as format {IMPLICIT_FORMAT}"
+              if "format_version" in info.filled else f"{path} is format {info.format_version}")
     filled = f"; filled with defaults: {', '.join(lacking)}" if lacking else ""
-    warnings.warn(f"{path} {origin}{filled}", RunFolderNote, stacklevel=3)
+    # Shown as one line that names the file (line 0: no source line under it), not the reader's code line.
+    warnings.warn_explicit(f"{origin}{filled}", RunFolderNote, filename=str(path), lineno=0, module="runfolder")
 
 
 def read_run_info(run_dir: str | Path) -> RunInfo | None:

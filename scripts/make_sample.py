@@ -1,4 +1,4 @@
-"""Build the embedded CIFAR-10 sample (search/sample_data/) from the official files.
+"""Build the embedded CIFAR-10 sample (imagefeed/sample_data/) from the official files.
 
     .venv/bin/python scripts/make_sample.py [--source ../shared/data/cifar10-mini/cifar-10-batches-py]
 
@@ -6,7 +6,7 @@ Takes, in file order, the first 30 images of every class from each of
 data_batch_1..5 (1,500 training images, 150 per class) and the first 50 of
 every class from test_batch (500 test images). Writes cifar10_sample.npz
 (uint8 NCHW images, int64 labels, and where each image came from) and
-PROVENANCE.md, and prints the sha256 that search/datasets.py must hold. The
+PROVENANCE.md, and prints the sha256 that imagefeed/_tensors.py must hold. The
 output is byte-for-byte reproducible: the zip entries carry a fixed timestamp.
 """
 
@@ -24,13 +24,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from search._cifar import LAYOUTS, read_batch  # noqa: E402
+from imagefeed._cifar import LAYOUTS, read_batch  # noqa: E402
 
 TRAIN_PER_CLASS_PER_BATCH = 30
 TEST_PER_CLASS = 50
 NUM_CLASSES = 10
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "cifar10-mini" / "cifar-10-batches-py"
-DEFAULT_OUT = REPO / "search" / "sample_data"
+DEFAULT_OUT = REPO / "imagefeed" / "sample_data"
 # zip's earliest representable time: fixed, so the archive's bytes depend on the data only.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -100,7 +100,7 @@ def main() -> None:
         "",
         "`cifar10_sample.npz` is a small, real, class-balanced subset of CIFAR-10",
         "(Krizhevsky, *Learning Multiple Layers of Features from Tiny Images*, 2009,",
-        "https://www.cs.toronto.edu/~kriz/cifar.html). `search.datasets.load` uses it",
+        "https://www.cs.toronto.edu/~kriz/cifar.html). `imagefeed.load` uses it",
         "for `dataset: cifar10` when `root` is not set, and every result says so",
         "(`source.embedded_sample: true`). It is for smoke runs and CPU budgets, not",
         "for numbers to compare with papers.",
@@ -146,14 +146,14 @@ def main() -> None:
         "",
         "    .venv/bin/python scripts/make_sample.py",
         "",
-        "The script reads the files with the restricted unpickler of `search/_cifar.py`",
+        "The script reads the files with the restricted unpickler of `imagefeed/_cifar.py`",
         "and writes this file and the `.npz`; rerunning it reproduces both byte for byte.",
-        "`tests/search/test_datasets.py` checks every sample image against the source.",
+        "`tests/imagefeed/test_tensors.py` checks every sample image against the source.",
         "",
     ]
     (args.out / "PROVENANCE.md").write_text("\n".join(lines))
     print(f"wrote {npz} ({npz.stat().st_size / 1e6:.2f} MB)")
-    print(f"sha256 {sha256(npz)}  (search/datasets.py: SAMPLE_SHA256)")
+    print(f"sha256 {sha256(npz)}  (imagefeed/_tensors.py: SAMPLE_SHA256)")
     print(f"train per class {train_counts.tolist()}, test per class {test_counts.tolist()}")
 
 

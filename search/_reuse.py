@@ -52,6 +52,10 @@ OBJECTIVE_COLUMNS = {"val_acc": runfolder.RANKING_COLUMN, "params": "params", "m
 # Data settings that do not change the images a trial sees once the source is known: the source names the
 # folder it read (resolved), and `download` only says whether it may be fetched.
 _NOT_IN_FINGERPRINT = ("root", "download")
+# Source keys that describe the images rather than pick them (counts of classes and names, the bad images
+# skipped, which follow from the files the other keys name). Left out, so a folder written before they were
+# recorded still matches one written after.
+_DESCRIPTIVE_SOURCE_KEYS = ("num_classes", "n_class_names", "skipped_images", "skipped_examples")
 
 
 # ------------------------------------------------------------------ the data a run trained on
@@ -59,7 +63,8 @@ def data_description(source: Mapping[str, Any], data: space.DataSettings) -> dic
     """What decides the images of every trial: the loader's `source` (run.json "dataset") and the data settings."""
     settings = {name: value for name, value in data.to_dict().items() if name not in _NOT_IN_FINGERPRINT}
     # Through JSON, so a description read back from run.json and one made in memory compare alike.
-    return json.loads(json.dumps({"source": dict(source), "settings": settings}, sort_keys=True, default=str))
+    source = {name: value for name, value in source.items() if name not in _DESCRIPTIVE_SOURCE_KEYS}
+    return json.loads(json.dumps({"source": source, "settings": settings}, sort_keys=True, default=str))
 
 
 def data_fingerprint(description: Mapping[str, Any]) -> str:
@@ -361,25 +366,29 @@ def earlier_params(row: Mapping[str, Any], study: space.Study) -> dict[str, Any]
     seed where this study searches seeds."""
     values = {column[len(runfolder.FACTOR_PREFIX):]: _plain(value) for column, value in row.items()
               if column.startswith(runfolder.FACTOR_PREFIX) and not runfolder.is_missing(value)}
-    if len(study.search.seeds) > 1 and not runfolder.is_missing(row.get("seed")):
-        values[space.SEED] = int(row["seed"])
+    seed = row.get("seed")
+    if len(study.search.seeds) > 1 and not runfolder.is_missing(seed):
+        # A seed that is not a whole number stays as it is: the replay names it as outside this space.
+        whole = isinstance(seed, (int, float)) and not isinstance(seed, bool) and float(seed).is_integer()
+        values[space.SEED] = int(seed) if whole else seed
     return values
 
 
-def warm_start(optuna_study: optuna.Study, study: space.Study, earlier: EarlierRun, top: int) -> list[str]:
-    """Add the `top` best complete trials of `earlier` to `optuna_study` as finished trials; the lines to print.
+@dataclass(frozen=True)
+class WarmStart:
+    """The trials a warm start tells the sampler, judged before the run writes anything, and what to print."""
 
-    Once per Optuna study: on --resume the trials added before are found by
-    their `WARM_START_ATTR` and nothing is added again.
-    """
-    added_before = [t for t in optuna_study.get_trials(deepcopy=False) if WARM_START_ATTR in t.user_attrs]
-    if added_before:
-        return [f"warm start: the Optuna study already holds the {len(added_before)} trial(s) added from "
-                f"{earlier.path} when this run started; none added again"]
+    earlier: EarlierRun
+    trials: tuple[optuna.trial.FrozenTrial, ...]
+    lines: tuple[str, ...]
+
+
+def plan_warm_start(study: space.Study, earlier: EarlierRun, top: int) -> WarmStart:
+    """The `top` best complete trials of `earlier` as finished trials of this space, each left out naming why."""
     metrics = [metric for metric, _ in study.search.objectives]
     define = space.define_by_run(study)
     best = runfolder.ranked_rows(earlier.rows)[:top]
-    lines, added = [], 0
+    lines, trials = [], []
     for row in best:
         trial = earlier.trial(row)
         replay = _Replay(earlier_params(row, study))
@@ -392,15 +401,34 @@ def warm_start(optuna_study: optuna.Study, study: space.Study, earlier: EarlierR
             lines.append(f"warm start: {trial.reused_from} not added: {'; '.join(problems)}")
             continue
         floats = [float(value) for value in values]
-        optuna_study.add_trial(optuna.trial.create_trial(
+        trials.append(optuna.trial.create_trial(
             state=TrialState.COMPLETE, params=replay.params, distributions=replay.distributions,
             values=floats, user_attrs={WARM_START_ATTR: trial.reused_from}))
-        added += 1
-    lines.insert(0, f"warm start: told the sampler {added} of the {len(best)} best trial(s) of {earlier.path} "
+    lines.insert(0, f"warm start: told the sampler {len(trials)} of the {len(best)} best trial(s) of {earlier.path} "
                     f"(asked for {top}; ranked by {runfolder.RANKING_RULE}) as finished trials. They live in the "
                     f"Optuna storage only: they are not rows of this run's results and do not count against its "
                     f"{study.search.trials} trials")
-    return lines
+    return WarmStart(earlier=earlier, trials=tuple(trials), lines=tuple(lines))
+
+
+def add_warm_start(optuna_study: optuna.Study, planned: WarmStart) -> list[str]:
+    """Add the planned trials to `optuna_study`; the lines to print.
+
+    Once per Optuna study: on --resume the trials added before are found by
+    their `WARM_START_ATTR` and nothing is added again.
+    """
+    added_before = [t for t in optuna_study.get_trials(deepcopy=False) if WARM_START_ATTR in t.user_attrs]
+    if added_before:
+        return [f"warm start: the Optuna study already holds the {len(added_before)} trial(s) added from "
+                f"{planned.earlier.path} when this run started; none added again"]
+    for trial in planned.trials:
+        optuna_study.add_trial(trial)
+    return list(planned.lines)
+
+
+def warm_start(optuna_study: optuna.Study, study: space.Study, earlier: EarlierRun, top: int) -> list[str]:
+    """Add the `top` best complete trials of `earlier` to `optuna_study` as finished trials; the lines to print."""
+    return add_warm_start(optuna_study, plan_warm_start(study, earlier, top))
 
 
 def read_warm_start(study: space.Study, this_run: Path) -> EarlierRun | None:

@@ -23,19 +23,19 @@ from typing import Any
 
 import optuna
 
+import imagefeed
 import runfolder
 import space
 
-from . import datasets
 from ._environment import hardware, versions
 from ._live_report import LiveReport
 from ._plans import FixedPlans, PlanSource, SampledPlans
 from ._ray import (CONNECT_TIMEOUT_S, check_fits_local_ray, dashboard_line, environment, init_ray, local_ray_record,
                    shutdown_ray)
 from ._recorder import Recorder, tune_callback
-from ._resume import RunError, check_run_dir, requeue_lost, take_run_lock
-from ._reuse import (EarlierRun, ReuseIndex, data_description, read_earlier_run, read_reuse_index,
-                     read_warm_start, warm_start)
+from ._resume import RunError, check_run_dir, clear_half_made_start, requeue_lost, take_run_lock
+from ._reuse import (ReuseIndex, WarmStart, add_warm_start, data_description, plan_warm_start, read_earlier_run,
+                     read_reuse_index, read_warm_start)
 from ._searcher import Reuse, Reused, ScreeningOptunaSearch, open_storage, prepare_resume
 from ._trackers import check_trackers, make_trackers
 from ._trial import objective_metric, run_trial
@@ -73,7 +73,7 @@ def _plan_source(study: space.Study, options: RunOptions) -> PlanSource:
     return options.fixed if options.fixed is not None else SampledPlans(study)
 
 
-def _run_document(study: space.Study, splits: datasets.DatasetSplits, previous: runfolder.RunInfo | None,
+def _run_document(study: space.Study, splits: imagefeed.DatasetSplits, previous: runfolder.RunInfo | None,
                   storage_url: str, target: int, plans: PlanSource) -> runfolder.RunInfo:
     """run.json at the start of an attempt: what, on which data, with which budget, where, with what."""
     resources = study.search.resources
@@ -102,7 +102,7 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
     options.run_dir = run_dir
     check_trackers(options.log)  # a missing optional package is one line, before anything starts
     # Data first: a missing dataset must not leave a half-made run folder behind.
-    splits = datasets.load(study.data_settings())
+    splits = imagefeed.load(study.data_settings())
     # One driver per folder, from before the folder is judged to its last write; the lock makes a new
     # folder, and takes it away again if this run ends before writing anything.
     lock = take_run_lock(run_dir, out)
@@ -119,7 +119,7 @@ def run_study(study: space.Study, options: RunOptions, out: Any = sys.stdout) ->
                 signal.signal(signum, handler)
 
 
-def _run_locked(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits,
+def _run_locked(study: space.Study, options: RunOptions, splits: imagefeed.DatasetSplits,
                 lock: runfolder.RunFolderLock, out: Any) -> dict[str, Any]:
     run_dir = options.run_dir
     folder = runfolder.RunFolder(run_dir)
@@ -142,10 +142,14 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
     # Ray next: a cluster that cannot be joined must not leave a run folder behind. Where earlier runs
     # may stand in for trials, Ray waits until one must train, which may be never.
     dashboard = None if reuse is not None else _start_ray(options, lock)
+    # The folder's birth: study.yaml, plans.json and the Optuna storage, then run.json last. A start stopped
+    # before run.json (a full disk, a kill) began no run: the next start takes the folder (clear_half_made_start).
     if not options.resume:
+        clear_half_made_start(study, folder, out)
         run_dir.mkdir(parents=True, exist_ok=True)
         runfolder.atomic_write_text(folder.study_yaml, study.to_yaml())
         plans.write(run_dir)
+        _create_storage(storage_url)
     runfolder.write_run_info(run_dir, document)
 
     tables = _tables_to_continue(study, storage_url, run_dir, target, options.resume, out)
@@ -166,8 +170,7 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
                                       reuse=None if reuse is None else _reuse_and_record(reuse, recorder, study),
                                       budget=remaining)
             if warm_from is not None:
-                print("\n".join(warm_start(searcher.optuna_study, study, warm_from, study.search.warm_start.top)),
-                      file=out)
+                print("\n".join(add_warm_start(searcher.optuna_study, warm_from)), file=out)
             if searcher.sample_until_training_needed():
                 if reuse is not None:
                     dashboard = _start_ray(options, lock)
@@ -204,7 +207,8 @@ def _run_locked(study: space.Study, options: RunOptions, splits: datasets.Datase
 def _check_trial_fits(study: space.Study, options: RunOptions) -> None:
     """RunError when a trial asks a local Ray for more CPUs or GPUs than this machine has."""
     try:
-        check_fits_local_ray(options.address, study.search.resources.cpus, study.search.resources.gpus)
+        resources = study.search.resources  # a trial of N workers holds N x cpus and N x gpus
+        check_fits_local_ray(options.address, resources.cpus * resources.workers, resources.gpus * resources.workers)
     except ValueError as error:
         raise RunError(str(error)) from None
 
@@ -215,7 +219,9 @@ def check_before_a_dry_run(study: space.Study, options: RunOptions) -> list[str]
     could not hold is a note, not an error: a dry run here may be planning a run on a GPU cluster."""
     for path in [*study.search.reuse, *options.reuse]:
         read_earlier_run(path, f"--reuse {path}", options.run_dir)
-    read_warm_start(study, options.run_dir)
+    earlier = read_warm_start(study, options.run_dir)
+    if earlier is not None:
+        plan_warm_start(study, earlier, study.search.warm_start.top)
     try:
         _check_trial_fits(study, options)
     except RunError as error:
@@ -223,9 +229,10 @@ def check_before_a_dry_run(study: space.Study, options: RunOptions) -> list[str]
     return []
 
 
-def _earlier_runs(study: space.Study, options: RunOptions, splits: datasets.DatasetSplits,
-                  out: Any) -> tuple[ReuseIndex | None, EarlierRun | None]:
-    """The reuse index of --reuse and search.reuse, and the run search.warm_start names; RunError for a bad folder.
+def _earlier_runs(study: space.Study, options: RunOptions, splits: imagefeed.DatasetSplits,
+                  out: Any) -> tuple[ReuseIndex | None, WarmStart | None]:
+    """The reuse index of --reuse and search.reuse, and the trials search.warm_start takes from the run it names,
+    judged before anything is written; RunError for a bad folder.
 
     Asked only where the plan source takes earlier runs: a run of fixed trials (search.retrain) takes neither.
     """
@@ -236,7 +243,20 @@ def _earlier_runs(study: space.Study, options: RunOptions, splits: datasets.Data
         reuse, lines = read_reuse_index(paths, options.run_dir, data_description(splits.source, study.data),
                                         metrics)
         print("\n".join(lines), file=out)
-    return reuse, read_warm_start(study, options.run_dir)
+    earlier = read_warm_start(study, options.run_dir)
+    warm = None if earlier is None else plan_warm_start(study, earlier, study.search.warm_start.top)
+    return reuse, warm
+
+
+def _create_storage(storage_url: str) -> None:
+    """Make the Optuna storage's tables (study.db, for the folder's own); a disk that refuses is a RunError line."""
+    try:
+        open_storage(storage_url)
+    except Exception as error:  # sqlalchemy wraps SQLite's "database or disk is full" in its own types
+        line = runfolder.disk_refusal(error, storage_url.removeprefix("sqlite:///"))
+        if line is None:
+            raise
+        raise RunError(line) from None
 
 
 def _reuse_and_record(index: ReuseIndex, recorder: Recorder, study: space.Study) -> Reuse:
@@ -301,21 +321,32 @@ def _tables_to_continue(study: space.Study, storage_url: str, run_dir: Path, tar
     return tables
 
 
-def _tune(study: space.Study, options: RunOptions, plans: PlanSource, splits: datasets.DatasetSplits,
+def _tune(study: space.Study, options: RunOptions, plans: PlanSource, splits: imagefeed.DatasetSplits,
           searcher: ScreeningOptunaSearch, recorder: Recorder, remaining: int, attempt: int) -> None:
     """Run the remaining trials through Ray Tune, as `searcher` hands them out, every finished one recorded by `recorder`."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
+    from ._distributed import trial_resources
+
     max_concurrent = options.max_concurrent or study.search.max_concurrent
-    search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
     resources = study.search.resources
+    workers = resources.workers
+    if workers > 1:
+        # Ray Train reserves each trial's workers (one bundle of cpus and gpus per worker) once the trial has
+        # started, outside Tune's view: start only as many trials as have their bundles, or the rest wait.
+        fit_now = _trials_that_fit(resources.cpus * workers, resources.gpus * workers)
+        max_concurrent = min(max_concurrent or fit_now, fit_now)
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
+    data_parallel = None if workers == 1 else {
+        "workers": workers, "cpus": resources.cpus, "gpus": resources.gpus,
+        "sync_batchnorm": resources.sync_batchnorm}
     trainable = tune.with_parameters(
         run_trial, splits=splits, data=study.data_settings().to_dict(),
         objectives=[m for m, _ in plans.objectives], run_dir=str(options.run_dir),
         cpus_per_trial=resources.cpus, keep_weights=study.search.keep_checkpoints != 0,
-        train_on_val=plans.train_on_val)
+        train_on_val=plans.train_on_val, data_parallel=data_parallel)
     scheduler = FIFOScheduler()
     if study.search.asha is not None:
         asha = study.search.asha
@@ -331,7 +362,7 @@ def _tune(study: space.Study, options: RunOptions, plans: PlanSource, splits: da
     at_once = max_concurrent or _trials_that_fit(resources.cpus, resources.gpus)
     pending = os.environ.get(_PENDING_TRIALS_ENV) or str(at_once)
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": resources.cpus, "gpu": resources.gpus}),
+        tune.with_resources(trainable, trial_resources(resources.cpus, resources.gpus, workers)),
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=remaining,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
@@ -374,7 +405,8 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 
 
 def _device_hours(recorder: Recorder, study: space.Study) -> float:
-    per_trial = runfolder.devices_per_trial(study.search.resources.cpus, study.search.resources.gpus)
+    resources = study.search.resources
+    per_trial = resources.workers * runfolder.devices_per_trial(resources.cpus, resources.gpus)
     seconds = sum(r["wall_s"] for r in recorder.new_rows()
                   if isinstance(r.get("wall_s"), float) and not math.isnan(r["wall_s"]))
     return seconds * per_trial / 3600.0

@@ -7,14 +7,14 @@ or validates the study.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
+import imagefeed
 import models
 import runfolder
 import space
-
-from . import datasets
 
 # Keys the driver adds to a trial's config beside the sampled parameters.
 TRIAL_NUMBER = "trial_number"
@@ -36,17 +36,20 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
-def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, data: dict[str, Any],
+def run_trial(config: dict[str, Any], *, splits: imagefeed.DatasetSplits, data: dict[str, Any],
               objectives: list[str], run_dir: str, cpus_per_trial: float, keep_weights: bool,
-              train_on_val: bool = False) -> None:
+              train_on_val: bool = False, data_parallel: dict[str, Any] | None = None) -> None:
     """Ray Tune function trainable: train the trial's planned architecture and report every epoch.
 
     `train_on_val` fits on train+val and measures no validation accuracy (search.retrain's runs).
+    `data_parallel` (workers, cpus and gpus per worker, sync_batchnorm) trains it as that many Ray Train
+    workers (search._distributed); None trains it here, in this process.
     """
     import ray
     import torch
     from ray import tune
 
+    from ._distributed import fit_data_parallel
     from .train import fit
 
     number = config[TRIAL_NUMBER]
@@ -80,8 +83,11 @@ def run_trial(config: dict[str, Any], *, splits: datasets.DatasetSplits, data: d
         figures.update(params=complexity.params, macs=complexity.macs)
         trial = runfolder.trial_id(number)
         save_to = runfolder.RunFolder(run_dir).checkpoint_of(trial) if keep_weights else None
-        result = fit(plan.spec, plan.train, space.DataSettings.from_dict(data), report=report, splits=splits,
-                     save_to=save_to, final_eval_on_train_val=train_on_val)
+        # A streamed dataset's loader workers follow the trial's CPUs (imagefeed.loader_workers).
+        train_one = functools.partial(fit, cpus=cpus_per_trial) if data_parallel is None else functools.partial(
+            fit_data_parallel, **data_parallel, storage_path=str(runfolder.RunFolder(run_dir).ray_results))
+        result = train_one(plan.spec, plan.train, space.DataSettings.from_dict(data), report=report, splits=splits,
+                           save_to=save_to, final_eval_on_train_val=train_on_val)
     except Exception as error:  # recorded as a failed trial; the study goes on
         result = {"status": "failed", "error": _first_line(error)}
     final = {k: v for k, v in result.items() if k != "dataset"}

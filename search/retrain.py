@@ -41,12 +41,11 @@ from typing import Any, Mapping, TextIO
 import pandas as pd
 import torch
 
+import imagefeed
 import models
 import runfolder
 from runfolder import RETRAIN_COLUMNS
 from space import DataSettings, TrainSettings
-
-from . import datasets
 from models.cli import OneLineParser
 from ._plans import FixedPlans
 from ._ray import CONNECT_TIMEOUT_S, add_ray_flags
@@ -173,11 +172,11 @@ def measure_test_acc(model: torch.nn.Module, device: str | None = None) -> float
                          "train_settings; load it with models.load from a checkpoint written by search")
     data = DataSettings.from_dict(meta["data_settings"])
     train = TrainSettings.from_dict(meta["train_settings"])
-    splits = datasets.load(data)
+    splits = imagefeed.load(data)
     target = torch.device(device) if device is not None else next(model.parameters()).device
     memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
     model = model.to(device=target, memory_format=memory_format)
-    augment = datasets.BatchAugment(crop_padding=data.crop_padding, flip=data.flip,
+    augment = imagefeed.BatchAugment(crop_padding=data.crop_padding, flip=data.flip,
                                     mean=splits.mean, std=splits.std)
     # The trial's own batch shape: the same kernels, hence bit-identical logits.
     return evaluate(model, splits.test_x.to(target), splits.test_y.to(target), augment, train.amp,
@@ -255,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                           keep_weights=not args.no_weights, address=args.address,
                           connect_timeout=args.connect_timeout, max_concurrent=args.max_concurrent,
                           dashboard=not args.no_dashboard, log=tuple(args.log))
-    except (RetrainError, RunError, space.StudyError, datasets.DatasetError, models.CheckpointError) as error:
+    except (RetrainError, RunError, space.StudyError, imagefeed.DatasetError, models.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(format_summary(summary(outcome.table)))

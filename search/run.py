@@ -4,7 +4,8 @@ Bad input (a study that does not validate, a bad flag or --set, an existing
 run folder, one in use by another driver, one whose files are damaged or
 disagree, missing data, a cluster that does not answer, an earlier run folder
 named by --reuse or search.warm_start that is missing or damaged) gets one line on
-stderr and exit status 2, before Ray starts. Ctrl-C keeps every finished trial
+stderr and exit status 2, before Ray starts. A disk that is full or read-only, at
+any point of a run, is one line naming the path (and the space needed), status 2. Ctrl-C keeps every finished trial
 on disk; `--resume` continues.
 """
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import runfolder
     import space
 
-    from . import datasets
+    import imagefeed
     from ._runner import RunError, RunOptions, check_before_a_dry_run, run_study
 
     # Flags first, dry run or not: a bad one is refused before the study is read.
@@ -88,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                          log=tuple(args.log), reuse=tuple(args.reuse))
     if args.dry_run:
         print(space.dry_run_report(study, samples=args.samples))
+        root = study.data.root
+        if root is not None and not Path(root).expanduser().exists():
+            # A dry run reads no images: it may be planning a run on a cluster whose nodes hold the data.
+            print(f"note: data.root {root} is not on this machine; a run here would be refused, "
+                  "one on nodes that hold it would not")
         try:
             for note in check_before_a_dry_run(study, options):
                 print(note)
@@ -101,8 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         document = run_study(study, options, out=sys.stdout)  # the stdout of now, which a test may have replaced
-    except (RunError, space.StudyError, datasets.DatasetError) as error:
+    except (RunError, runfolder.RunFolderError, space.StudyError, imagefeed.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:
+        # A full or read-only disk, at any point of the run (a library's write, SQLite's): one line, not a traceback.
+        line = runfolder.disk_refusal(error, run_dir)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     counts = document.get("trial_counts", {})
     folder = runfolder.RunFolder(run_dir)

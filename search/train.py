@@ -19,16 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import imagefeed
 import models
 import runfolder
 from models import ArchSpec
 from space import OPTIMIZERS, SCHEDULES, DataSettings, TrainSettings
 
-from . import datasets
+from ._data_parallel import BATCHNORM, DataParallel
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -129,17 +131,21 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             augment: datasets.BatchAugment, amp: str = "auto",
+             augment: imagefeed.BatchAugment, amp: str = "auto",
              memory_format: torch.memory_format = torch.contiguous_format,
-             batch_size: int = DEFAULT_EVAL_BATCH) -> float:
-    """Top-1 accuracy (a fraction) of `model` on uint8 `images`.
+             batch_size: int = DEFAULT_EVAL_BATCH, distributed: DataParallel | None = None) -> float:
+    """Top-1 accuracy (a fraction) of `model` on uint8 `images`; with `distributed`, each worker counts its share.
 
     Every batch has exactly `batch_size` images (the last one is padded and
     the padding ignored; eval-mode BN treats samples independently): each new
     input shape costs oneDNN and cuDNN a fresh kernel selection, seconds per
     trial on a CPU, so evaluation reuses the training batch shape.
     """
-    if len(images) == 0:
+    total = len(images)
+    if distributed is not None:
+        distributed.share_buffers(model)
+        images, labels = distributed.shard(images), distributed.shard(labels)
+    if total == 0:
         return float("nan")
     was_training = model.training
     model.eval()
@@ -155,7 +161,85 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             logits = model(x)[:real]
         correct += (logits.argmax(1) == labels[start:start + real]).sum()
     model.train(was_training)
-    return correct.item() / len(images)
+    return (correct.item() if distributed is None else distributed.sum(correct)[0]) / total
+
+
+@torch.no_grad()
+def evaluate_streamed(model: nn.Module, loader: imagefeed.ImageLoader, augment: imagefeed.BatchAugment,
+                      amp: str = "auto", memory_format: torch.memory_format = torch.contiguous_format,
+                      batch_size: int = DEFAULT_EVAL_BATCH, distributed: DataParallel | None = None) -> float:
+    """Top-1 accuracy of `model` on the uint8 batches of a streamed `loader`; `evaluate`'s rules, images read as needed."""
+    if distributed is not None:
+        distributed.share_buffers(model)
+    was_training = model.training
+    model.eval()
+    device = loader.device
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    total = 0
+    for images, labels in loader:
+        real = len(images)
+        if real < batch_size:  # one input shape, as in `evaluate`
+            images = torch.cat([images, images.new_zeros((batch_size - real, *images.shape[1:]))])
+        x = augment.normalize_only(images, memory_format=memory_format)
+        with _autocast(device, amp):
+            logits = model(x)[:real]
+        correct += (logits.argmax(1) == labels).sum()
+        total += real
+    model.train(was_training)
+    counted, total = (correct.item(), total) if distributed is None else distributed.sum(correct, total)
+    return counted / total if total else float("nan")
+
+
+@dataclass
+class _StreamedInput:
+    """A streamed dataset's loaders for one fit: training (persistent workers), validation, and test when asked for."""
+
+    train: imagefeed.ImageLoader
+    splits: imagefeed.StreamedSplits
+    options: dict[str, Any]
+    val_split: imagefeed.StreamedSplit | None
+    opened: dict[str, imagefeed.ImageLoader]
+
+    @classmethod
+    def open(cls, splits: imagefeed.StreamedSplits, train: TrainSettings, flip: bool, device: torch.device,
+             cpus: float | None, distributed: DataParallel | None, train_on_val: bool) -> _StreamedInput:
+        shard = (0, 1) if distributed is None else (distributed.rank, distributed.world_size)
+        # Each data-parallel worker loads its share of the global batch (ceil, as DataParallel.shard).
+        batch = -(-train.batch_size // shard[1])
+        options = {"batch_size": batch, "seed": train.seed, "device": device, "cpus": cpus, "shard": shard}
+        train_split, val_split = splits.train, splits.val
+        if train_on_val:
+            train_split = imagefeed.StreamedSplit(splits.train.images,
+                                                  np.concatenate([splits.train.indices, splits.val.indices]))
+            val_split = None
+        loader = imagefeed.make_loader(train_split, imagefeed.train_transform(splits.image_size, flip),
+                                       train=True, **options)
+        return cls(loader, splits, options, val_split, {})
+
+    def loader(self, split: str) -> imagefeed.ImageLoader | None:
+        """The evaluation loader of "val" or "test"; None when there is no validation split (train_on_val)."""
+        if split not in self.opened:
+            source = self.val_split if split == "val" else self.splits.test
+            if source is None:
+                return None
+            transform = imagefeed.eval_transform(self.splits.image_size, self.splits.eval_resize)
+            # Test is read once, at the end: its workers need not outlive that pass.
+            self.opened[split] = imagefeed.make_loader(source, transform, train=False, persistent=split == "val",
+                                                       **self.options)
+        return self.opened[split]
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Every bad image any of the loaders left out: path -> why."""
+        merged = dict(self.train.skipped)
+        for loader in self.opened.values():
+            merged.update(loader.skipped)
+        return merged
+
+    def close(self) -> None:
+        """Stop every loader's workers."""
+        for loader in (self.train, *self.opened.values()):
+            loader.close()
 
 
 @dataclass
@@ -182,8 +266,9 @@ def check_classes(spec: ArchSpec, num_classes: int) -> None:
 
 # --------------------------------------------------------------------- fit
 def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report | None = None,
-        splits: datasets.DatasetSplits | None = None, device: str | torch.device | None = None,
-        save_to: str | Path | None = None, final_eval_on_train_val: bool = False) -> dict[str, Any]:
+        splits: imagefeed.DatasetSplits | None = None, device: str | torch.device | None = None,
+        save_to: str | Path | None = None, final_eval_on_train_val: bool = False,
+        distributed: DataParallel | None = None, cpus: float | None = None) -> dict[str, Any]:
     """Train `spec` with `train` on `data`; call `report` after every epoch; return the final metrics.
 
     A NaN or infinite loss, or running out of memory, ends the trial with
@@ -191,16 +276,35 @@ def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report
     the final weights and the spec there as a checkpoint (`models.save_checkpoint`).
     With `final_eval_on_train_val`, the validation images join the training set
     (retraining a chosen architecture); val_acc is then not measured.
+    `distributed` makes this process one of a trial's data-parallel workers
+    (search._distributed): it trains on its share of each global batch of
+    `train.batch_size` images, and every figure covers all the workers.
+    `cpus` (the trial's share, search.resources.cpus; None: this process's
+    affinity) sets a streamed dataset's loader workers (imagefeed.loader_workers).
+    The result's `peak_host_mib` covers this process and its loader workers,
+    `peak_device_mib` torch's allocations on a CUDA device (NaN elsewhere).
     """
-    started = time.perf_counter()
     device = pick_device(device)
+    imagefeed.reset_peak_device(device)
+    with imagefeed.PeakHostMemory() as host:
+        result = _fit(spec, train, data, report, splits, device, save_to, final_eval_on_train_val, distributed, cpus)
+    result["peak_host_mib"] = host.mib
+    result["peak_device_mib"] = imagefeed.peak_device_mib(device)
+    return result
+
+
+def _fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report | None,
+         splits: imagefeed.DatasetSplits | imagefeed.StreamedSplits | None, device: torch.device,
+         save_to: str | Path | None, final_eval_on_train_val: bool, distributed: DataParallel | None,
+         cpus: float | None) -> dict[str, Any]:
+    started = time.perf_counter()
     if train.max_threads is not None and device.type == "cpu":
         torch.set_num_threads(train.max_threads)
     if device.type == "cuda":
         # Fixed input shapes: let cuDNN pick its fastest kernels once.
         torch.backends.cudnn.benchmark = True
     seed_everything(train.seed)
-    splits = splits if splits is not None else datasets.load(data)
+    splits = splits if splits is not None else imagefeed.load(data)
     check_classes(spec, splits.num_classes)
     figures = models.complexity(spec, splits.image_size)
     result: dict[str, Any] = {
@@ -208,29 +312,62 @@ def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report
         "flops": figures.flops, "val_acc_best": float("nan"), "val_acc_final": float("nan"),
         "test_acc": float("nan"), "epochs_run": 0, "wall_s": 0.0, "images_per_s": float("nan"),
         "device": str(device), "dataset": splits.source,
+        # How the trial was parallelised: the global batch and the learning rate are the study's at any worker count.
+        "workers": distributed.world_size if distributed is not None else 1, "global_batch": train.batch_size,
+        "base_lr": train.lr, "batchnorm": distributed.batchnorm if distributed is not None else BATCHNORM,
     }
 
-    train_x, train_y = splits.train_x, splits.train_y
-    if final_eval_on_train_val:
-        train_x = torch.cat([train_x, splits.val_x])
-        train_y = torch.cat([train_y, splits.val_y])
-    train_x, train_y = train_x.to(device), train_y.to(device)
-    val_x, val_y = splits.val_x.to(device), splits.val_y.to(device)
-    test_x, test_y = splits.test_x.to(device), splits.test_y.to(device)
-    if final_eval_on_train_val:
-        val_x, val_y = val_x[:0], val_y[:0]
+    if splits.streamed:
+        stream = _StreamedInput.open(splits, train, data.flip, device, cpus, distributed, final_eval_on_train_val)
+    else:
+        train_x, train_y = splits.train_x, splits.train_y
+        if final_eval_on_train_val:
+            train_x = torch.cat([train_x, splits.val_x])
+            train_y = torch.cat([train_y, splits.val_y])
+        train_x, train_y = train_x.to(device), train_y.to(device)
+        val_x, val_y = splits.val_x.to(device), splits.val_y.to(device)
+        test_x, test_y = splits.test_x.to(device), splits.test_y.to(device)
+        if final_eval_on_train_val:
+            val_x, val_y = val_x[:0], val_y[:0]
 
     memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
     model = models.build(spec).to(device=device, memory_format=memory_format)
+    net = model  # what is evaluated and saved: the network, never its DDP wrapper
+    if distributed is not None:
+        model = distributed.wrap(model, device)
+        net = model.module
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS[train.optimizer](params, train)
-    augment = datasets.BatchAugment(crop_padding=data.crop_padding, flip=data.flip,
+    augment = imagefeed.BatchAugment(crop_padding=data.crop_padding, flip=data.flip,
                                     mean=splits.mean, std=splits.std)
     generator = torch.Generator(device=device).manual_seed(train.seed)
-    steps_per_epoch = max(1, len(train_x) // train.batch_size)
+    # Every worker draws the same batch order (so its shares of a batch are disjoint), but crops of its own.
+    crops = generator if distributed is None else \
+        torch.Generator(device=device).manual_seed(distributed.augment_seed(train.seed))
+    steps_per_epoch = len(stream.train) if splits.streamed else max(1, len(train_x) // train.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps_per_epoch, train))
     throughput = _Throughput()
+
+    def tensor_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for index in _batches(len(train_x), train.batch_size, generator, device):
+            index = index if distributed is None else distributed.shard(index)
+            yield augment(train_x[index], crops, memory_format=memory_format), train_y[index]
+
+    def streamed_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        stream.train.set_epoch(epoch)
+        for images, labels in stream.train:
+            yield augment.normalize_only(images, memory_format=memory_format), labels
+
+    batches = streamed_batches if splits.streamed else tensor_batches
+
+    def accuracy(split: str) -> float:
+        if splits.streamed:
+            loader = stream.loader(split)
+            return float("nan") if loader is None else evaluate_streamed(
+                net, loader, augment, train.amp, memory_format, stream.options["batch_size"], distributed)
+        images, labels = (val_x, val_y) if split == "val" else (test_x, test_y)
+        return evaluate(net, images, labels, augment, train.amp, memory_format, train.batch_size, distributed)
 
     try:
         for epoch in range(1, train.epochs + 1):
@@ -239,28 +376,31 @@ def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report
             epoch_start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
             seen = 0
-            for index in _batches(len(train_x), train.batch_size, generator, device):
-                x = augment(train_x[index], generator, memory_format=memory_format)
+            for x, y in batches(epoch):
                 with _autocast(device, train.amp):
-                    loss = F.cross_entropy(model(x), train_y[index],
-                                           label_smoothing=train.label_smoothing)
+                    loss = F.cross_entropy(model(x), y, label_smoothing=train.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                loss_sum += loss.detach() * len(index)
-                seen += len(index)
+                loss_sum += loss.detach() * len(y)
+                seen += len(y)
             _sync(device)
             epoch_s = time.perf_counter() - epoch_start
+            # One host sync per epoch: checking every step would stall the GPU.
+            if distributed is None:
+                train_loss = (loss_sum / max(seen, 1)).item()
+            else:  # over the global batch: every worker's share
+                loss_total, seen = distributed.sum(loss_sum, seen)
+                seen = int(seen)
+                train_loss = loss_total / max(seen, 1)
             throughput.images += seen
             throughput.seconds += epoch_s
-            # One host sync per epoch: checking every step would stall the GPU.
-            train_loss = (loss_sum / max(seen, 1)).item()
             if not math.isfinite(train_loss):
                 raise TrialDiverged(f"diverged: training loss became {train_loss} in epoch {epoch} "
                                     f"(lr {train.lr}, {train.optimizer}); lower the learning rate "
                                     f"or add warm-up")
-            val_acc = evaluate(model, val_x, val_y, augment, train.amp, memory_format, train.batch_size)
+            val_acc = accuracy("val")
             result["epochs_run"] = epoch
             result["val_acc_final"] = val_acc
             if math.isnan(result["val_acc_best"]) or val_acc > result["val_acc_best"]:
@@ -269,16 +409,20 @@ def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report
                 report({"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
                         "epoch_s": epoch_s, "images_per_s": seen / epoch_s if epoch_s > 0 else float("nan"),
                         "lr": optimizer.param_groups[0]["lr"]})
-        result["test_acc"] = evaluate(model, test_x, test_y, augment, train.amp, memory_format,
-                                      train.batch_size)
+        result["test_acc"] = accuracy("test")
     except TrialDiverged as error:
         result.update(status="failed", error=str(error))
     except torch.OutOfMemoryError as error:
         result.update(status="failed", error=f"out of memory: {str(error).splitlines()[0]}")
+    finally:
+        if splits.streamed:
+            stream.close()
+    if splits.streamed:
+        result["images_skipped"] = len(stream.skipped)
     result["images_per_s"] = throughput.per_second
     result["wall_s"] = time.perf_counter() - started
     if save_to is not None and result["status"] == "complete":
-        models.save_checkpoint(save_to, model, train_settings=train.to_dict(),
+        models.save_checkpoint(save_to, net, train_settings=train.to_dict(),
                                data_settings=data.to_dict(), metrics=_plain_metrics(result))
     return result
 
@@ -296,7 +440,7 @@ def _parse_args(argv: list[str] | None) -> Any:
     parser.add_argument("spec", help="a models preset name or an ArchSpec YAML/JSON file")
     parser.add_argument("--data-root", default=None,
                         help="folder with cifar-10-batches-py (default: the embedded sample)")
-    parser.add_argument("--dataset", default="cifar10", help=", ".join(datasets.DATASETS))
+    parser.add_argument("--dataset", default="cifar10", help=", ".join(imagefeed.DATASET_KINDS))
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
@@ -326,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         data = DataSettings(dataset=args.dataset, root=args.data_root, train_limit=args.train_limit)
         train = TrainSettings(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                               lr=args.lr, schedule=args.schedule)
-        splits = datasets.load(data)
+        splits = imagefeed.load(data)
         if spec.num_classes != splits.num_classes:
             print(f"note: {args.spec} has {spec.num_classes} outputs; using {splits.num_classes} "
                   f"for {args.dataset}", file=sys.stderr)
@@ -342,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                                         for k, v in m.items()}), file=sys.stderr))
         result = fit(spec, train, data, report=report, splits=splits, device=device,
                      save_to=args.save)
-    except (ValueError, datasets.DatasetError) as error:
+    except (ValueError, imagefeed.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result["spec"] = spec.to_dict()

@@ -7,6 +7,8 @@ from typing import Any
 
 import optuna
 
+from imagefeed import DATASET_KINDS, eval_resize
+
 from ._forms import Choice, FloatRange, IntRange, is_searched
 from ._matching import Match, is_design_factor
 from ._sampling import SEED, constraint_violation, define_by_run, grid_points, resolve
@@ -65,12 +67,21 @@ def _show_setting(value: Any) -> str:
 
 def _data_line(study: Study) -> str:
     data = study.data
-    if data.dataset == "synthetic":
+    kind = DATASET_KINDS[data.dataset]
+    if not kind.reads_files:
         source = f"synthetic ({data.synthetic_train} train / {data.synthetic_test} test images)"
-    else:
-        source = f"{data.dataset} ({data.root or 'embedded sample'})"
+    elif data.root is not None:
+        source = f"{data.dataset} ({data.root})"
+    elif data.dataset == "cifar10":
+        source = "cifar10 (embedded sample)"
+    else:  # the dry run reads no data; a run refuses this before any trial starts
+        source = f"{data.dataset} (data.root not set: a run needs it)"
     limit = f", first {data.train_limit} training images" if data.train_limit else ""
-    augment = f"crop pad {data.crop_padding}" if data.crop_padding else "no crop"
+    if kind.augment == "pad_crop_flip":
+        augment = f"{data.image_size} px, " + (f"crop pad {data.crop_padding}" if data.crop_padding else "no crop")
+    else:  # random resized crop to image_size; evaluation resizes, then takes the centre crop (imagefeed)
+        augment = (f"{data.image_size} px random resized crop, test: resize {eval_resize(data.image_size)} "
+                   f"and centre crop")
     return (f"data: {source}{limit}, val_fraction {data.val_fraction:g}, {augment}, "
             f"{'flip' if data.flip else 'no flip'}, normalize {data.normalize}")
 

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import yaml
 from pydantic.json_schema import GenerateJsonSchema
 
+from imagefeed import AUGMENTATIONS, DATASET_KINDS
 from models import BOTTLENECK_BLOCKS, ArchSpec, StageSpec
 
 from ._errors import FieldPath, Problem, StudyError, dotted
@@ -210,7 +211,8 @@ def _derived_default(path: str) -> str | None:
     if section != "space":
         return None
     if name == "num_classes":
-        return "the dataset's (" + ", ".join(f"{data}: {count}" for data, count in DATASET_CLASSES.items()) + ")"
+        return "the dataset's (" + ", ".join(f"{data}: {count if count is not None else 'set it'}"
+                                             for data, count in DATASET_CLASSES.items()) + ")"
     if name in _ARCH_DEFAULTS:
         return f"space.base's, else {_yaml(_ARCH_DEFAULTS[name])}"
     stage_field = name.removeprefix("stages[i].")
@@ -337,7 +339,37 @@ def reference_markdown() -> str:
         direct = [doc for doc in children if "." not in doc.path[len(section.path) + 1:].removeprefix("i].")]
         depth = "##" if "." not in section.path else "###"
         lines += ["", f"{depth} `{section.path}`", "", section.meaning, "", *_table(direct)]
+        if section.path == "data":
+            lines += ["", *_dataset_kinds()]
     return "\n".join(lines) + "\n"
+
+
+def _dataset_kinds() -> list[str]:
+    """The kinds `data.dataset` names, from imagefeed's registry: what data.root must hold, and their defaults."""
+    rows = []
+    for kind in DATASET_KINDS.values():
+        layout = kind.layout.replace("|", r"\|")  # a | in a layout would end the table cell
+        classes = kind.num_classes if kind.num_classes is not None else "the class folders: set space.num_classes"
+        stored = kind.image_sizes if kind.image_sizes and len(kind.image_sizes) > 1 else ()
+        size = f"{kind.image_size}" + (f" (stored at {', '.join(map(str, stored))})" if stored else "")
+        # The name without backticks: a `code` first cell marks a field row, which tests read as a field path.
+        rows.append(f"| {kind.name} | {kind.title} | {layout} | {classes} | {size} | {kind.normalize} | "
+                    f"{AUGMENTATIONS[kind.augment]} |")
+    return [
+        "### Dataset kinds",
+        "",
+        "What each `data.dataset` expects at `data.root` (a layout it does not find is refused before any trial",
+        "starts, naming what it expected where), and what it gives `space.num_classes`, `data.image_size` and",
+        "`data.normalize` when the study leaves them out. The held-out split that ships with the data (`val/`,",
+        "`val_data`, `test_batch`) is the test set; trials are ranked on `data.val_fraction` of the training",
+        "images. A streamed kind's `data.root` may also name a packed store (`python -m search.pack DATASET ROOT",
+        "OUT`). How to point a study at ImageNet, its flat validation set, and the proxies to try first: the",
+        "README's \"Pointing a study at ImageNet\" and the headers of `studies/imagenet_*.yaml`.",
+        "",
+        "| data.dataset | what | `data.root` holds | classes | image size | normalize | training augmentation |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ]
 
 
 # ------------------------------------------------------------------ explain

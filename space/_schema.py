@@ -20,7 +20,8 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from models import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, presets
-from runfolder import DEFAULT_TARGET_EFFECT  # one home: the report reads the same default from study.yaml
+# One home: the report reads the same default and rule from study.yaml.
+from runfolder import DEFAULT_TARGET_EFFECT, MIN_TARGET_EFFECT, TARGET_EFFECT_RULE, is_target_effect
 
 from ._forms import PositiveFloat, PositiveInt, StrictModel, categorical, integer, interval, one_of, real, rule_error
 from ._forms import (MAX_BATCH_SIZE, MAX_CROP_PADDING, MAX_EPOCHS, MAX_IMAGES, MAX_IN_CHANNELS, MAX_LR, MAX_STAGES,
@@ -29,11 +30,15 @@ from ._forms import (MAX_BATCH_SIZE, MAX_CROP_PADDING, MAX_EPOCHS, MAX_IMAGES, M
 from ._forms import JsonSchemaKeywords
 from ._matching import KNOBS, MATCH_METRICS
 from ._search_section import SearchSection
-from ._settings import (AMP_MODES, DATASET_NAMES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, DataSettings,
-                        TrainSettings)
+from imagefeed import DATASET_KINDS
+
+from ._settings import (AMP_MODES, DATASET_NAMES, MAX_IMAGE_SIZE, NORMALIZATIONS, OPTIMIZERS, SCHEDULES,
+                        DataSettings, TrainSettings)
 
 _TRAIN_DEFAULTS = TrainSettings()
 _DATA_DEFAULTS = DataSettings()
+_FILE_KINDS = ", ".join(name for name, kind in DATASET_KINDS.items() if kind.reads_files)
+_DOWNLOAD_KINDS = ", ".join(name for name, kind in DATASET_KINDS.items() if kind.downloads)
 
 Stride = one_of(int, 1, 2)
 
@@ -64,14 +69,18 @@ class DataSection(StrictModel):
     """`data`: every field of DataSettings, fixed (a study compares models on one split)."""
 
     dataset: Literal[DATASET_NAMES] = _DATA_DEFAULTS.dataset  # type: ignore[valid-type]
-    """The images: CIFAR-10 or CIFAR-100 (Krizhevsky 2009), or synthetic images made in memory, which only check
-    that the pipeline runs."""
+    """The images: CIFAR-10 or CIFAR-100 (Krizhevsky 2009); downsampled ImageNet (Chrabaszcz et al. 2017);
+    imagefolder (root/train/<class>/, root/val/<class>/), imagenet (the same with ILSVRC2012's 1,000 wnid
+    classes) or tiny_imagenet (Tiny-ImageNet-200 as distributed); or synthetic images made in memory, which
+    only check that the pipeline runs. The held-out split the data ships with (test_batch, val/, val_data) is
+    the test set."""
     root: str | None = _DATA_DEFAULTS.root
-    """The folder holding the official cifar-10-batches-py or cifar-100-python; null trains on the
-    1,500/500-image CIFAR-10 sample in the package. Not for the synthetic dataset."""
+    """The folder holding the dataset in its official layout (for cifar10: the folder holding
+    cifar-10-batches-py), or a packed store made by python -m search.pack; null trains on the 1,500/500-image
+    CIFAR-10 sample in the package. Not for the synthetic dataset."""
     download: bool = _DATA_DEFAULTS.download
     """Fetch the official archive into data.root when it is missing, and check its published md5 (needs a
-    network). Not for the synthetic dataset."""
+    network). CIFAR only."""
     val_fraction: interval(float, 0, 1, low_open=True, high_open=True) = _DATA_DEFAULTS.val_fraction  # type: ignore[valid-type]
     """The fraction of the training images held out for validation: trials are ranked on it, and the test set is
     only reported."""
@@ -82,9 +91,15 @@ class DataSection(StrictModel):
     cropping off."""
     flip: bool = _DATA_DEFAULTS.flip
     """Random horizontal flips of the training images (He et al. 2015, Sec. 4.2)."""
-    normalize: Literal[tuple(NORMALIZATIONS)] = _DATA_DEFAULTS.normalize  # type: ignore[valid-type]
+    normalize: Literal[tuple(NORMALIZATIONS)] | None = None  # type: ignore[valid-type]
     """The per-channel mean and std images are normalised with: the CIFAR-10 training set's, ImageNet's (what
-    many released checkpoints expect), or none."""
+    many released checkpoints expect), or none; null: the dataset's (cifar for CIFAR and synthetic, imagenet
+    for the ImageNet kinds)."""
+    image_size: interval(int, 8, MAX_IMAGE_SIZE) | None = None  # type: ignore[valid-type]
+    """The side of the training crop in pixels; null: the dataset's natural size (32 for CIFAR, synthetic and
+    downsampled ImageNet, 64 for tiny_imagenet, 224 for imagefolder and imagenet). Evaluation resizes the
+    shorter side to 1.14x (256 for 224) and takes the centre crop. Whole-tensor datasets train at the size they
+    are stored at (downsampled ImageNet: 8, 16, 32 or 64)."""
     train_limit: interval(int, 1, MAX_IMAGES) | None = _DATA_DEFAULTS.train_limit  # type: ignore[valid-type]
     """Train on the first N shuffled training images only, for small CPU budgets; null uses them all."""
     synthetic_train: interval(int, 10, MAX_SYNTHETIC_IMAGES) = _DATA_DEFAULTS.synthetic_train  # type: ignore[valid-type]
@@ -98,7 +113,7 @@ class DataSection(StrictModel):
     def _root_needs_files(cls, root: str | None, info: ValidationInfo) -> str | None:
         if root is not None and info.data.get("dataset") == "synthetic":
             raise rule_error("the synthetic dataset is generated in memory, so data.root would never be read",
-                             "leave data.root out (or null), or set data.dataset: cifar10 or cifar100")
+                             f"leave data.root out (or null), or set data.dataset to one of {_FILE_KINDS}")
         return root
 
     @field_validator("download")
@@ -107,7 +122,20 @@ class DataSection(StrictModel):
         if download and info.data.get("dataset") == "synthetic":
             raise rule_error("the synthetic dataset is generated in memory, so there is nothing to download",
                              "leave data.download out (or false), or set data.dataset: cifar10 or cifar100")
+        kind = DATASET_KINDS.get(info.data.get("dataset", _DATA_DEFAULTS.dataset))
+        if download and kind is not None and not kind.downloads:
+            raise rule_error(f"{kind.title} cannot be downloaded here (its licence needs a sign-up)",
+                             f"leave data.download out (or false) and set data.root; downloads: {_DOWNLOAD_KINDS}")
         return download
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size_fits_the_kind(cls, image_size: int | None, info: ValidationInfo) -> int | None:
+        kind = DATASET_KINDS.get(info.data.get("dataset", _DATA_DEFAULTS.dataset))
+        if image_size is not None and kind is not None and kind.image_sizes and image_size not in kind.image_sizes:
+            raise rule_error(f"{kind.title} is held whole at the size it is stored at",
+                             " or ".join(map(str, kind.image_sizes)))
+        return image_size
 
 
 class Constraints(StrictModel):
@@ -288,15 +316,27 @@ class TrainSection(StrictModel):
 TRAIN_FIELDS = tuple(name for name in TrainSection.model_fields if name != "seed")
 
 
+def _check_target_effect(value: float) -> float:
+    if not is_target_effect(value):
+        raise rule_error("out of range", TARGET_EFFECT_RULE)
+    return value
+
+
+# The rule has one home (runfolder, whose StudyRecord reads the field back from a run folder's study.yaml).
+TargetEffect = Annotated[float, AfterValidator(_check_target_effect),
+                         JsonSchemaKeywords(minimum=MIN_TARGET_EFFECT, exclusiveMaximum=1)]
+
+
 class ReportSection(StrictModel):
     """`report`: what the report is asked to resolve."""
 
     # The smallest accuracy difference worth resolving (a fraction: 0.01 = 1 pp); the power
-    # analysis says how many seeds per level would detect it.
-    target_effect: interval(  # type: ignore[valid-type]
-        float, 0, 1, low_open=True, high_open=True) = DEFAULT_TARGET_EFFECT
-    """The smallest accuracy difference worth resolving (0.01 = 1 percentage point); the report's power analysis
-    says how many seeds per level would detect it."""
+    # analysis says how many seeds per level would detect it. At least MIN_TARGET_EFFECT: a smaller
+    # difference is below one test image, and asked for it only sends the power analysis searching.
+    target_effect: TargetEffect = DEFAULT_TARGET_EFFECT  # type: ignore[valid-type]
+    """The smallest accuracy difference worth resolving (0.01 = 1 percentage point), at least 0.0001 (0.01 pp, one
+    image of a 10,000-image test set); the report's power analysis says how many seeds per level would detect
+    it."""
     # While the study runs, report.html is rebuilt after a trial finishes, at most once per this many
     # seconds (0: after every trial): a build costs seconds of CPU, so a study of short trials keeps it rare.
     live_every_s: interval(float, 0) = 30.0  # type: ignore[valid-type]

@@ -22,6 +22,7 @@ METRICS = ("val_acc", "macs", "params")
 MODES = ("max", "min")
 STRATEGIES = ("grid", "optuna")
 SCHEDULERS = ("none", "asha")
+MAX_WORKERS = 1_024  # data-parallel workers per trial: far beyond any cluster a study of this size gets
 
 
 def _parse_objective(value: Any) -> tuple[str, str]:
@@ -56,6 +57,13 @@ class Resources(StrictModel):
     """The CPUs one trial holds (Ray resources)."""
     gpus: interval(float, 0, MAX_GPUS) = 0.0  # type: ignore[valid-type]
     """The GPUs one trial holds; below 1, several trials share one GPU."""
+    workers: interval(int, 1, MAX_WORKERS) = 1  # type: ignore[valid-type]
+    """Data-parallel workers per trial (Ray Train's TorchTrainer, DDP: NCCL on GPUs, gloo on CPUs); each worker
+    holds cpus and gpus, so a trial holds workers x cpus and workers x gpus. The global batch stays
+    train.batch_size, split evenly over the workers, and the learning rate stays train.lr."""
+    sync_batchnorm: bool = False
+    """With workers >= 2 on GPUs: SyncBatchNorm, whose statistics span the global batch, instead of BatchNorm2d,
+    whose statistics span each worker's share of it."""
 
     @field_validator("gpus")
     @classmethod
@@ -64,6 +72,31 @@ class Resources(StrictModel):
         if gpus > 1 and gpus != int(gpus):
             raise rule_error("a trial can share one GPU or hold whole GPUs", "a fraction <= 1 or a whole number")
         return gpus
+
+    @field_validator("workers")
+    @classmethod
+    def _whole_gpus_per_worker(cls, workers: int, info: ValidationInfo) -> int:
+        # NCCL gives each rank a device of its own: two workers on one GPU cannot form a process group.
+        # A worker drives one device; a second GPU in its bundle would sit idle.
+        gpus = info.data.get("gpus", 0.0)
+        if workers > 1 and gpus not in (0, 1):
+            raise rule_error(f"each of {workers} workers drives one GPU of its own (NCCL), but gpus is {gpus:g}",
+                             "gpus: 1 (one GPU per worker), gpus: 0 (gloo on CPUs), or workers: 1")
+        return workers
+
+    @field_validator("sync_batchnorm")
+    @classmethod
+    def _sync_needs_workers_on_gpus(cls, sync: bool, info: ValidationInfo) -> bool:
+        if not sync:
+            return sync
+        if info.data.get("workers", 1) < 2:
+            raise rule_error("SyncBatchNorm synchronises the statistics of two or more workers",
+                             "sync_batchnorm: false, or workers: 2 or more")
+        if info.data.get("gpus", 0.0) == 0:
+            # torch's SyncBatchNorm refuses CPU tensors in training.
+            raise rule_error("SyncBatchNorm runs on GPUs only (torch refuses CPU tensors)",
+                             "sync_batchnorm: false on CPUs, or gpus: 1 per worker")
+        return sync
 
 
 def checked_storage_url(url: str) -> str:

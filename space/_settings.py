@@ -4,10 +4,11 @@ A study file may search any of these fields; sampling resolves them into these
 frozen dataclasses, which travel with the ArchSpec to the trainer and into
 every results row.
 
-`OPTIMIZERS`, `SCHEDULES` and `NORMALIZATIONS` are the one place those names
-are written: the settings and the study schema allow exactly their keys, and
-`search.train` and `search.datasets` look the implementations up here. Adding
-an optimizer touches its function and one table row.
+`OPTIMIZERS` and `SCHEDULES` are the one place those names are written: the
+settings and the study schema allow exactly their keys, and `search.train`
+looks the implementations up here. Adding an optimizer touches its function
+and one table row. Dataset names, their class counts, natural image sizes and
+normalisations come from imagefeed's `DATASET_KINDS` and `NORMALIZATIONS`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import torch
 from torch import nn
 
+from imagefeed import DATASET_KINDS, NORMALIZATIONS
 from models import SpecError
 
 
@@ -63,26 +65,14 @@ SCHEDULES: dict[str, Callable[[float, TrainSettings], float]] = {
 }
 
 
-# ----------------------------------------------------------- normalisations
-# DataSettings.normalize -> per-channel (mean, std) in 0..1 pixel units.
-NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    # The CIFAR-10 training set's pixel mean and std, also used for CIFAR-100.
-    # The often-copied std (0.2023, 0.1994, 0.2010) is the mean of per-image
-    # stds, not the std of the pixels; it normalises to a std of about 1.2.
-    "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    # ImageNet statistics: what torchvision models and many released CIFAR
-    # checkpoints (e.g. the ResNet-20 in ../shared/data/README.md) expect.
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
-
 # ------------------------------------------------------------------ settings
 AMP_MODES = ("auto", "bf16", "off")
-# DataSettings.dataset -> what the network must match: its class count and input side. The one home of both:
-# the study checks space.num_classes against it and search.datasets labels and checks its images by it.
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
-DATASET_IMAGE_SIZE = {"cifar10": 32, "cifar100": 32, "synthetic": 32}
-DATASET_NAMES = tuple(DATASET_CLASSES)
+# DataSettings.dataset -> what the network must match: its class count (None: as many as the data has, so
+# space.num_classes must say it) and natural input side. Derived from imagefeed's registry, their one home.
+DATASET_CLASSES: dict[str, int | None] = {name: kind.num_classes for name, kind in DATASET_KINDS.items()}
+DATASET_IMAGE_SIZE = {name: kind.image_size for name, kind in DATASET_KINDS.items()}
+DATASET_NAMES = tuple(DATASET_KINDS)
+MAX_IMAGE_SIZE = 1024  # a training crop larger than any ImageNet-class recipe uses
 
 _Settings = TypeVar("_Settings", bound="_Serialisable")
 
@@ -169,15 +159,27 @@ class DataSettings(_Serialisable):
     download: bool = False
     val_fraction: float = 0.1              # held out of the training set; selection never sees test
     split_seed: int = 0                    # fixed: every trial of a study sees the same split
-    crop_padding: int = 4                  # the paper's 4-pixel-padded random crop; 0 = off
+    crop_padding: int = 4                  # the paper's 4-pixel-padded random crop (whole-tensor kinds); 0 = off
     flip: bool = True
-    normalize: str = "cifar"
+    normalize: str | None = None           # None: the kind's (cifar for CIFAR, imagenet for ImageNet kinds)
+    image_size: int | None = None          # training crop side; None: the kind's natural size (32, 64, 224)
     train_limit: int | None = None         # first N training images only, for CPU budgets
     synthetic_train: int = 512
     synthetic_test: int = 128
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASET_NAMES, "dataset", self.dataset, ", ".join(DATASET_NAMES))
+        kind = DATASET_KINDS[self.dataset]
+        # Resolved here, so every reader of the settings (run.json, checkpoints, the trainer) sees one value.
+        if self.normalize is None:
+            object.__setattr__(self, "normalize", kind.normalize)
+        if self.image_size is None:
+            object.__setattr__(self, "image_size", kind.image_size)
+        sizes = kind.image_sizes
+        _check(isinstance(self.image_size, int) and 8 <= self.image_size <= MAX_IMAGE_SIZE
+               and (sizes is None or self.image_size in sizes), "image_size", self.image_size,
+               f"one of {', '.join(map(str, sizes))} ({kind.title} is stored at that size)" if sizes
+               else f"an integer in [8, {MAX_IMAGE_SIZE}]")
         _check(0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a number in (0, 1)")
         _check(isinstance(self.crop_padding, int) and self.crop_padding >= 0, "crop_padding",
                self.crop_padding, "an integer >= 0")

@@ -18,7 +18,7 @@ from models import BOTTLENECK_BLOCKS, ArchSpec, Complexity, SpecError, complexit
 
 from ._errors import FieldPath, FieldProblem
 from ._forms import Choice, IntRange, Searched, float_grid, is_searched
-from ._matching import KNOBS, Match, is_design_factor, solve
+from ._matching import KNOBS, Knob, Match, is_design_factor, reach, solve
 from ._schema import (ARCH_FIELDS, BOTTLENECK_ONLY, CONVENIENCE_FIELDS, TRAIN_FIELDS, Constraints, MatchComplexity,
                       StudyModel)
 from ._settings import DATASET_CLASSES, DATASET_IMAGE_SIZE, TrainSettings
@@ -269,20 +269,31 @@ class SearchSpace:
                                f"{problem.what}, so it sets no target", problem.got, problem.allowed) from None
         return float(getattr(self.measure(spec), settings.by))
 
+    def _knob_base(self, settings: MatchComplexity, spec: ArchSpec, values: Mapping[str, Any],
+                   seed: int) -> tuple[Knob, ArchSpec, float]:
+        """(knob, the spec it edits, its value in the study) for the point `values` whose unmatched spec is `spec`."""
+        knob = KNOBS[settings.adjust]
+        # A spec field is edited on the unmatched spec; a multiplier scales the study's own widths
+        # (the spec at multiplier 1), and its value is the study's (1 where it sets none).
+        if knob.identity is None:
+            return knob, spec, getattr(spec, knob.name)
+        return knob, self.concrete(values, seed, (knob.name, knob.identity))[0], self.conveniences.get(knob.name, knob.identity)
+
+    def match_reach(self, values: Mapping[str, Any], seed: int) -> tuple[float, float] | None:
+        """(least, most) the point `values` can cost in `match.by` as its knob moves within its bounds."""
+        settings = self.match
+        if settings is None:
+            return None
+        knob, base, current = self._knob_base(settings, self.concrete(values, seed)[0], values, seed)
+        return reach(knob, base, current, lambda s: float(getattr(self.measure(s), settings.by)))
+
     def matched(self, values: Mapping[str, Any], seed: int) -> tuple[ArchSpec, TrainSettings, Match | None]:
         """The spec and settings of one choice, its knob solved to the target; Match None for unmatched studies."""
         settings = self.match
         if settings is None:
             return (*self.concrete(values, seed), None)
         spec, train = self.concrete(values, seed)
-        knob = KNOBS[settings.adjust]
-        # A spec field is edited on the unmatched spec; a multiplier scales the study's own widths
-        # (the spec at multiplier 1), and its value is the study's (1 where it sets none).
-        if knob.identity is None:
-            base, current = spec, getattr(spec, knob.name)
-        else:
-            base = self.concrete(values, seed, (knob.name, knob.identity))[0]
-            current = self.conveniences.get(knob.name, knob.identity)
+        knob, base, current = self._knob_base(settings, spec, values, seed)
         target = self._match_target(settings, values, seed)
         value, matched_spec = solve(knob, base, spec, current, lambda s: float(getattr(self.measure(s), settings.by)),
                                     target, settings.tolerance)
@@ -365,10 +376,14 @@ def build_search_space(model: StudyModel) -> SearchSpace:
             stages.append(fixed)
 
     classes = DATASET_CLASSES[model.data.dataset]
-    if space.num_classes is not None and space.num_classes != classes:
+    if classes is None and space.num_classes is None:  # imagefolder: as many classes as the folder has
+        raise FieldProblem(("space", "num_classes"), f"missing (dataset {model.data.dataset} has as many classes "
+                           "as data.root has class folders, which a study is checked without reading)",
+                           allowed="an integer >= 1: the number of class folders in data.root/train")
+    if space.num_classes is not None and classes is not None and space.num_classes != classes:
         raise FieldProblem(("space", "num_classes"), f"dataset {model.data.dataset} has {classes} classes",
                            got=repr(space.num_classes), allowed=f"{classes} or leave it out")
-    arch["num_classes"] = classes
+    arch["num_classes"] = classes if classes is not None else space.num_classes
     if space.in_channels is not None:
         arch["in_channels"] = space.in_channels
 
@@ -382,7 +397,7 @@ def build_search_space(model: StudyModel) -> SearchSpace:
     if space.match_complexity is not None:
         _check_match(space.match_complexity, arch, parameters, model.search.strategy)
     return SearchSpace(arch=arch, stages=tuple(stages), conveniences=conveniences, train=train,
-                       parameters=tuple(parameters), image_size=DATASET_IMAGE_SIZE[model.data.dataset],
+                       parameters=tuple(parameters), image_size=model.data.image_size or DATASET_IMAGE_SIZE[model.data.dataset],
                        constraints=space.constraints, match=space.match_complexity)
 
 

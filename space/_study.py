@@ -172,6 +172,28 @@ def _check_satisfiable(space: SearchSpace, measured: list[Complexity], sampled: 
                        got=str(bounds))
 
 
+def _check_match_target(space: SearchSpace, points: list[dict[str, Any]], seed: int, sampled: bool) -> None:
+    """A fixed match_complexity.to must be within some point's reach (within tolerance); else the nearest is named."""
+    settings = space.match
+    if settings is None or settings.to is None or not points:
+        return
+    reaches = [each for values in points if (each := space.match_reach(values, seed)) is not None]
+    if not reaches:
+        return
+    least, most = min(low for low, _ in reaches), max(high for _, high in reaches)
+    target = float(settings.to)
+    # A point within tolerance of its target counts as matched, so a target that close to the reach is reachable.
+    if least / (1 + settings.tolerance) <= target <= most / (1 - settings.tolerance):
+        return
+    scope = f"the {len(points)} probed points" if sampled else f"the {len(points)} grid points"
+    unit = _UNITS[settings.by]
+    nearest = least if target < least else most
+    raise FieldProblem(("space", "match_complexity", "to"),
+                       f"no point of the space can reach it: with {settings.adjust} anywhere in its range, {scope} "
+                       f"cost {least:.4g} to {most:.4g} {unit}", got=f"{target:g}",
+                       allowed=f"a target in [{least:.4g}, {most:.4g}] {unit}; the nearest reachable is {nearest:.4g}")
+
+
 def _built(space: SearchSpace, values: dict[str, Any], seed: int,
            what: str) -> tuple[ArchSpec, TrainSettings, Match | None]:
     try:
@@ -207,6 +229,7 @@ def _enumerate_grid(space: SearchSpace, seed: int) -> GridInfo:
             continue
         seen.add(identity)
         candidates.append((values, spec, space.measure(spec), match))
+    _check_match_target(space, [values for values, _, _, _ in candidates], seed, sampled=False)
     _check_satisfiable(space, [measured for _, _, measured, _ in candidates], sampled=False)
     points = []
     labels: set[str] = set()
@@ -228,6 +251,7 @@ def _probe(space: SearchSpace, sampler_seed: int, seed: int) -> list[tuple[ArchS
     samples = PROBE_SAMPLES if space.match is None else MATCHED_PROBE_SAMPLES
     candidates += [("the sampled point", space.draw(rng)) for _ in range(samples)]
     built = [_built(space, values, seed, what)[:2] for what, values in candidates]
+    _check_match_target(space, [values for _, values in candidates], seed, sampled=True)
     _check_satisfiable(space, [space.measure(spec) for spec, _ in built], sampled=True)
     return built
 
@@ -308,6 +332,27 @@ def _check_asha_budget(model: StudyModel, search: SearchSettings) -> None:
                            got=repr(search.asha.grace_period), allowed=f"an integer in [1, {most}]")
 
 
+def _check_batch_splits(model: StudyModel, search: SearchSettings) -> None:
+    """Every batch size the study can give a trial splits evenly over its data-parallel workers."""
+    workers = search.resources.workers
+    batch = model.train.batch_size
+    if workers == 1:
+        return
+    if isinstance(batch, IntRange):
+        # low, low + step, ..., high are all multiples of `workers` exactly when low and step are.
+        uneven = [value for value in (batch.low, batch.step) if value % workers]
+        shown = f"int: [{batch.low}, {batch.high}], step {batch.step}"
+        remedy = f"a range whose low and step are multiples of {workers}"
+    else:
+        uneven = [value for value in (batch.choice if isinstance(batch, Choice) else [batch]) if value % workers]
+        shown, remedy = ", ".join(map(str, uneven)), f"multiples of {workers}"
+    if uneven:
+        raise FieldProblem(("train", "batch_size"),
+                           f"the global batch is split evenly over search.resources.workers ({workers}), "
+                           f"and {', '.join(map(str, uneven))} is not a multiple of {workers}",
+                           got=shown, allowed=f"{remedy}, or fewer workers")
+
+
 def _data_settings(model: StudyModel) -> DataSettings:
     try:
         return DataSettings.from_dict(model.data.model_dump())
@@ -324,6 +369,7 @@ def build_study(model: StudyModel, raw: dict[str, Any], path: str | None, locate
         probed = _probe(space, model.search.sampler_seed, first_seed) if grid is None else []
         search = _search_settings(model, len(grid.points) if grid is not None else None)
         _check_asha_budget(model, search)
+        _check_batch_splits(model, search)
         budget = trial_memory_budget(search.resources.gpus, search.resources.cpus, search.max_concurrent)
         on_gpu = search.resources.gpus > 0
         if grid is not None:

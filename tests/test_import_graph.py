@@ -6,13 +6,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("runfolder", "models", "space", "search", "reports")
+PACKAGES = ("runfolder", "models", "imagefeed", "space", "search", "reports")
 # Which of our packages each package may import (function-level imports included).
 ALLOWED = {
     "runfolder": set(),
     "models": {"runfolder"},
-    "space": {"models", "runfolder"},  # runfolder: the YAML caps shared with run-folder documents
-    "search": {"runfolder", "models", "space", "reports"},  # reports: the report at the end of a run
+    "imagefeed": {"runfolder"},
+    # runfolder: the YAML caps shared with run-folder documents; imagefeed: the dataset kinds' names and sizes
+    "space": {"models", "runfolder", "imagefeed"},
+    "search": {"runfolder", "models", "imagefeed", "space", "reports"},  # reports: the report at the end of a run
     "reports": {"runfolder"},  # the synthetic test folders are written by tests/synthetic_run.py
 }
 

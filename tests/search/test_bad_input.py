@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+import imagefeed
 import models.__main__ as models_cli
 from commands import SMOKE, call_main
 from models import _memory
-from search import datasets, retrain, run, train
+from search import retrain, run, train
 from space import DataSettings
 
 CPU_ONLY = not torch.cuda.is_available()
@@ -107,9 +108,9 @@ def unreadable(tmp_path, monkeypatch):
 
 
 def test_an_unreadable_data_folder_is_a_dataset_error(unreadable):
-    with pytest.raises(datasets.DatasetError, match=rf"^{unreadable}: the data folder cannot be read \(permission "
+    with pytest.raises(imagefeed.DatasetError, match=rf"^{unreadable}: the data folder cannot be read \(permission "
                                                     r"denied\); make it readable"):
-        datasets.load(DataSettings(root=str(unreadable)))
+        imagefeed.load(DataSettings(root=str(unreadable)))
 
 
 def test_an_unreadable_data_folder_exits_2(capsys, unreadable):
@@ -120,8 +121,8 @@ def test_an_unreadable_data_folder_exits_2(capsys, unreadable):
 
 def test_a_training_set_without_images_is_a_dataset_error(tmp_path):
     root = _cifar10_folder(tmp_path / "data", 0)
-    with pytest.raises(datasets.DatasetError, match=r"the cifar10 training set holds no images"):
-        datasets.load(DataSettings(root=str(root)))
+    with pytest.raises(imagefeed.DatasetError, match=r"the cifar10 training set holds no images"):
+        imagefeed.load(DataSettings(root=str(root)))
 
 
 def test_a_training_set_without_images_exits_2_in_search_run(capsys, tmp_path):
@@ -136,8 +137,8 @@ def test_a_training_set_without_images_exits_2_in_search_run(capsys, tmp_path):
 def test_too_few_images_to_hold_any_out_is_a_dataset_error(tmp_path):
     root = _cifar10_folder(tmp_path / "data", 0)
     (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(_official_batch(1))
-    with pytest.raises(datasets.DatasetError, match=r"leaves no training image of 1"):
-        datasets.load(DataSettings(root=str(root), val_fraction=0.9))
+    with pytest.raises(imagefeed.DatasetError, match=r"leaves no training image of 1"):
+        imagefeed.load(DataSettings(root=str(root), val_fraction=0.9))
 
 
 # --------------------------------------------------------------- spec files

@@ -1,4 +1,5 @@
-"""The runner on the session's real two-node Ray cluster: spread over nodes, kill -9 and resume, ASHA, reuse, retrain.
+"""The runner on the session's real two-node Ray cluster: spread over nodes, kill -9 and resume, ASHA, reuse, retrain,
+and a trial as two data-parallel workers (search.resources.workers).
 
 The cluster (tests/cluster.py) and its run (`cluster_run`: eight short trials
 on the two nodes) are the session's, shared with other modules (tests/conftest.py).
@@ -29,6 +30,7 @@ from cluster import Cluster, exclusive
 from commands import ROOT, SMOKE, CliResult, SmokeRun, drive_here, module_env
 from search import retrain as retrain_module
 from search import run as search_run
+from models._checkpoint import WEIGHTS_FILE
 from test_retrain import _durable_runs, _restore_torch_threads  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stop_cluster_after_module")]
@@ -232,3 +234,18 @@ def test_retrain_on_the_cluster_survives_kill_9_and_resume(cluster: Cluster, clu
     torch.set_num_threads(1)  # each run trained on one thread (cpus: 1)
     assert retrain_module.measure_test_acc(model) == first["test_acc"]
     assert not runfolder.RunFolder(smoke_copy).lock.exists() and not runfolder.RunFolder(job_dir).lock.exists()
+
+
+def test_a_two_worker_trial_runs_through_search_run(cluster: Cluster, tmp_path: Path) -> None:
+    """search.resources.workers: 2: one trial as two gloo workers (one per node); its row says how it ran."""
+    run_dir = tmp_path / "run"
+    with exclusive(cluster):
+        _run(cluster, str(SMOKE), "--out", str(run_dir), *QUIET, "--set", "search.seeds=[0]",
+             "--set", "space.shortcut=B", "--set", "search.resources.workers=2", "--set", "search.resources.cpus=1")
+    [trial] = runfolder.read_results(run_dir).to_dict("records")
+    assert trial["status"] == "complete", trial["error"]
+    assert (trial["workers"], trial["global_batch"], trial["base_lr"], trial["batchnorm"]) == \
+        (2, 64, 0.1, "BatchNorm2d")
+    assert 0 <= trial["val_acc_best"] <= 1 and 0 <= trial["test_acc"] <= 1
+    assert len(runfolder.read_curves(run_dir)) == 1  # the one epoch, reported by rank 0 through Tune
+    assert (runfolder.RunFolder(run_dir).checkpoint_of(trial["trial_id"]) / WEIGHTS_FILE).is_file()  # rank 0's

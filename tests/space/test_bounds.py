@@ -177,7 +177,8 @@ def test_an_optuna_space_where_nothing_fits_is_refused():
 CANNOT_MATTER = [
     (["data.root=/data/cifar10"],
      "--set data.root=/data/cifar10: the synthetic dataset is generated in memory, so data.root would never be "
-     "read; got '/data/cifar10'; allowed: leave data.root out (or null), or set data.dataset: cifar10 or cifar100"),
+     "read; got '/data/cifar10'; allowed: leave data.root out (or null), or set data.dataset to one of cifar10, "
+     "cifar100, imagenet_downsampled, imagefolder, tiny_imagenet, imagenet"),
     (["data.download=true"],
      "--set data.download=true: the synthetic dataset is generated in memory, so there is nothing to download; "
      "got True; allowed: leave data.download out (or false), or set data.dataset: cifar10 or cifar100"),

@@ -48,6 +48,17 @@ def test_reference_file_is_current():
         "docs/STUDY_REFERENCE.md is stale: python -m space reference > docs/STUDY_REFERENCE.md"
 
 
+def test_reference_says_what_each_dataset_kind_expects_at_its_root():
+    from imagefeed import DATASET_KINDS
+
+    kinds = space.reference_markdown().split("### Dataset kinds", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in kinds.splitlines()[2:] if line.startswith("| ")}
+    del rows["data.dataset"], rows["---"]  # the table's header
+    assert sorted(rows) == sorted(DATASET_KINDS)
+    for name, kind in DATASET_KINDS.items():
+        assert kind.layout.replace("|", r"\|") in rows[name]  # the layout its refusals quote, table-safe
+
+
 @pytest.mark.parametrize("path", STUDY_FILES, ids=[path.stem for path in STUDY_FILES])
 def test_study_names_the_schema_on_its_first_line(path: Path):
     first = path.read_text(encoding="utf-8").splitlines()[0]

@@ -1,14 +1,16 @@
-"""Every study file in studies/: it validates, dry-runs, has the size it claims, and its GPU flags apply."""
+"""Every study file in studies/: it validates, dry-runs, has the size it claims, and its header's commands apply."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
 import optuna
 import pytest
 
-from space import define_by_run, dry_run_report, factors, grid_points, load_study, resolve
+from models import complexity
+from space import DATASET_CLASSES, define_by_run, dry_run_report, factors, grid_points, load_study, resolve
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 STUDY_FILES = sorted(STUDIES.glob("*.yaml"))
@@ -20,6 +22,8 @@ EXPECTED_TRIALS = {
     "bottleneck_ratio": 6,      # 3 ratios x 2 seeds
     "nas_pareto": 24,           # optuna budget
     "smoke": 4,                 # 2 shortcuts x 2 seeds
+    "imagenet_shortcuts": 9,    # shortcuts A/B/C on ResNet-34 x 3 seeds
+    "imagenet_degradation": 12,  # plain/residual x 18/34 layers x 3 seeds
 }
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -53,25 +57,71 @@ def test_study_samples_resolve_to_valid_specs(path: Path):
         trial = sampler_study.ask()
         suggest(trial)
         plan = resolve(study, trial.params)
-        assert plan.spec.num_classes == 10 and plan.train.seed in study.search.seeds
+        assert plan.spec.num_classes == DATASET_CLASSES[study.data.dataset]
+        assert plan.train.seed in study.search.seeds
 
 
-def _gpu_flags(path: Path) -> list[str]:
-    """Every `--set X` written in the file's header comment."""
-    words = [word for line in path.read_text().splitlines() if line.startswith("#") and "--set " in line
-             for word in shlex.split(line.lstrip("#").rstrip("\\"))]
-    return [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+def _header_commands(path: Path) -> tuple[list[list[str]], list[list[str]]]:
+    """The `--set` flags of the header comment: each `python -m search.run` command's (its continued lines
+    included), and each line of `--set` flags on its own (an addition to the first command)."""
+    commands: list[list[str]] = []
+    additions: list[list[str]] = []
+    words: list[str] | None = None
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            continue
+        text = line.lstrip("#").strip()
+        if words is None and text.startswith("python -m search.run "):
+            words = []
+        if words is not None:
+            words += shlex.split(text.rstrip("\\"))
+            if not text.endswith("\\"):
+                commands.append([words[i + 1] for i, word in enumerate(words) if word == "--set"])
+                words = None
+        elif text.startswith("--set "):
+            parts = shlex.split(text)
+            additions.append([parts[i + 1] for i, word in enumerate(parts) if word == "--set"])
+    return commands, additions
 
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=[path.stem for path in STUDY_FILES])
-def test_gpu_budget_flags_in_the_header_apply(path: Path):
-    flags = _gpu_flags(path)
+def test_every_command_in_the_header_applies(path: Path):
+    commands, additions = _header_commands(path)
     if path.stem == "smoke":
-        assert flags == []
+        assert commands == [] and additions == []
         return
-    assert any(flag.startswith("data.root=") for flag in flags)
-    study = load_study(path, flags)
-    assert study.data.root is not None and study.search.resources.gpus > 0
+    # Each command validates as written; one of them is the real run: the full data, on GPUs.
+    studies = [load_study(path, flags) for flags in commands]
+    assert any(study.data.root is not None and study.search.resources.gpus > 0 for study in studies)
+    assert any(flag.startswith("data.root=") for flag in commands[0])
+    for flags in additions:
+        load_study(path, [*commands[0], *flags])
+
+
+_DRY_RUN_ROW = re.compile(r"^  (?P<label>\S.*?)\s{3,}\d+ layers\s+[\d.]+ M params\s+(?P<macs>[\d.]+) M MACs", re.M)
+
+
+def _dry_run_macs(report: str) -> dict[str, float]:
+    """The MACs column of a dry run, by point label."""
+    return {match["label"]: float(match["macs"]) * 1e6 for match in _DRY_RUN_ROW.finditer(report)}
+
+
+def test_imagenet_shortcuts_dry_run_costs_what_the_paper_says_at_its_image_size():
+    study = load_study(STUDIES / "imagenet_shortcuts.yaml")
+    at_224 = _dry_run_macs(dry_run_report(study))
+    assert sorted(at_224) == ["shortcut=A", "shortcut=B", "shortcut=C"]
+    # He et al. 2015, Table 1: ResNet-34 is 3.6 x 10^9 FLOPs, which are multiply-accumulates.
+    assert 3.55e9 <= at_224["shortcut=A"] <= 3.65e9
+    assert at_224["shortcut=A"] < at_224["shortcut=B"] < at_224["shortcut=C"]
+    # A proxy at 64 px costs (64 / 224)^2 as much (to within the stem's and pooling's rounding), and the
+    # study's own numbers, constraints and memory check move with it: it is one image size everywhere.
+    proxy = load_study(STUDIES / "imagenet_shortcuts.yaml", ["data.image_size=64"])
+    at_64 = _dry_run_macs(dry_run_report(proxy))
+    assert at_64["shortcut=A"] == pytest.approx(at_224["shortcut=A"] * (64 / 224) ** 2, rel=0.01)
+    spec = grid_points(proxy)[0].spec
+    assert proxy.search_space.measure(spec) == complexity(spec, 64)
+    assert proxy.training_memory(spec, resolve(proxy, {"point": "shortcut=A", "seed": 0}).train).total < \
+        study.training_memory(spec, resolve(study, {"point": "shortcut=A", "seed": 0}).train).total
 
 
 def test_shortcut_ablation_is_the_papers_grid():

@@ -1,4 +1,4 @@
-"""search.datasets: the CIFAR reader, its refusals, the embedded sample, splits and BatchAugment."""
+"""imagefeed's whole-tensor path: the CIFAR reader, its refusals, the embedded sample, splits and BatchAugment."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from search import _cifar, datasets
-from search.datasets import BatchAugment, DatasetError
+import imagefeed as datasets
+from imagefeed import BatchAugment, DatasetError, _cifar, _tensors
 from space import DataSettings
 
 MINI_ROOT = Path(__file__).parents[2].parent / "shared" / "data" / "cifar10-mini"
@@ -103,13 +103,13 @@ def test_load_is_cached_but_source_is_a_fresh_dict():
 def test_settings_names_match_the_tables():
     # space validates names before a trial starts; each must have a loader here.
     import space._settings as settings
-    assert set(settings.DATASET_NAMES) == set(datasets.DATASETS)
-    assert set(settings.NORMALIZATIONS) == set(datasets.NORMALIZATIONS)
+    assert set(settings.DATASET_NAMES) == set(datasets.DATASET_KINDS)
+    assert settings.NORMALIZATIONS is datasets.NORMALIZATIONS
 
 
 def test_unknown_dataset_lists_the_valid_ones():
-    settings = types.SimpleNamespace(**{**DataSettings().to_dict(), "dataset": "imagenet"})
-    with pytest.raises(ValueError, match="data.dataset: got 'imagenet'; allowed: cifar10, cifar100, synthetic"):
+    settings = types.SimpleNamespace(**{**DataSettings().to_dict(), "dataset": "imagenet21k"})
+    with pytest.raises(ValueError, match="data.dataset: got 'imagenet21k'; allowed: cifar10, cifar100, synthetic, imagenet_downsampled"):
         datasets.load(settings)
 
 
@@ -311,7 +311,7 @@ def test_corrupt_sample_is_refused(tmp_path, monkeypatch):
     damaged[len(damaged) // 2] ^= 0xFF
     copy = tmp_path / "cifar10_sample.npz"
     copy.write_bytes(bytes(damaged))
-    monkeypatch.setattr(datasets, "SAMPLE_PATH", copy)
+    monkeypatch.setattr(_tensors, "SAMPLE_PATH", copy)
     with pytest.raises(DatasetError, match=f"{copy}: sha256 is [0-9a-f]{{64}}, expected {datasets.SAMPLE_SHA256}"):
         datasets.read_embedded_sample()
 
@@ -323,8 +323,8 @@ def test_synthetic_shapes_and_determinism():
     assert splits.train_x.shape == (270, 3, 32, 32) and splits.val_x.shape == (30, 3, 32, 32)
     assert splits.test_x.shape == (50, 3, 32, 32) and splits.train_x.dtype == torch.uint8
     assert splits.num_classes == 10 and int(splits.train_y.max()) <= 9
-    again = datasets.DATASETS["synthetic"](settings)
-    first = datasets.DATASETS["synthetic"](settings)
+    again = datasets.DATASET_KINDS["synthetic"].read(settings)
+    first = datasets.DATASET_KINDS["synthetic"].read(settings)
     assert torch.equal(again.train_x, first.train_x) and torch.equal(again.test_y, first.test_y)
 
 

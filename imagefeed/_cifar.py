@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from space import DATASET_CLASSES
+from ._errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ _PIXELS_PER_IMAGE = 3 * IMAGE_SIZE * IMAGE_SIZE
 # fails in seconds rather than minutes.
 _DOWNLOAD_TIMEOUT_S = 30
 _CHUNK_BYTES = 1 << 20
-
-
-class DatasetError(ValueError):
-    """A dataset that is missing, corrupt or unsafe to read; the message says which file and what to do."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ LAYOUTS: dict[str, OfficialLayout] = {
         train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
         test_files=("test_batch",),
         label_key="labels",
-        num_classes=DATASET_CLASSES["cifar10"],
+        num_classes=10,
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         md5="c58f30108f718f92721af3b95e74349a",
     ),
@@ -83,7 +79,7 @@ LAYOUTS: dict[str, OfficialLayout] = {
         test_files=("test",),
         # The 100 fine classes; `coarse_labels` (20 superclasses) is not used.
         label_key="fine_labels",
-        num_classes=DATASET_CLASSES["cifar100"],
+        num_classes=100,
         url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         md5="eb9058c3a382ffc7106e4002c42a8d85",
     ),
@@ -128,11 +124,11 @@ class RestrictedUnpickler(pickle.Unpickler):
             allowed = ", ".join(f"{m}.{n}" for m, n in _ALLOWED_GLOBALS)
             raise DatasetError(
                 f"{self._path}: refused to load: the pickle references the global "
-                f"{module}.{name}, which an official CIFAR file never does (allowed: {allowed})"
+                f"{module}.{name}, which an official dataset file never does (allowed: {allowed})"
             ) from None
 
 
-def _field(batch: dict, key: str):
+def field_of(batch: dict, key: str):
     # Official files have bytes keys; a file re-pickled under python 3 may have str keys.
     if key.encode() in batch:
         return batch[key.encode()]
@@ -156,7 +152,7 @@ def read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray
 
     if not isinstance(batch, dict):
         raise DatasetError(f"{path}: expected a dict with 'data' and '{label_key}', got {type(batch).__name__}")
-    data, labels = _field(batch, "data"), _field(batch, label_key)
+    data, labels = field_of(batch, "data"), field_of(batch, label_key)
     if data is None or labels is None:
         keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in batch)
         raise DatasetError(f"{path}: expected the keys 'data' and '{label_key}', found {keys}")

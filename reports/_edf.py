@@ -56,11 +56,11 @@ def complexity_weights(cost, level) -> np.ndarray:
     shared = counts.columns[(counts > 0).all(axis=0)]
     if len(shared) == 0:
         return weights
-    count = {(lvl, b): int(counts.loc[lvl, b]) for lvl in counts.index for b in shared}
-    shared_set = set(shared)
-    for index in np.flatnonzero(valid):
-        if bin_of[index] in shared_set:
-            weights[index] = 1.0 / (len(shared) * count[(level[index], bin_of[index])])
+    # Each trial's count of its (level, bin), looked up for all trials at once (a loop took 24 s at 10^6 trials).
+    index = np.flatnonzero(valid)
+    count = counts.to_numpy()[counts.index.get_indexer(level[valid].to_numpy()), counts.columns.get_indexer(bin_of[valid])]
+    in_shared = np.isin(bin_of[valid], np.asarray(shared))
+    weights[index[in_shared]] = 1.0 / (len(shared) * count[in_shared].astype(np.int64))
     return weights
 
 

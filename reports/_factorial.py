@@ -16,13 +16,14 @@ a verdict of higher or lower exactly when the Holm-adjusted p is below 0.05.
 from __future__ import annotations
 
 import itertools
-import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
+from reports import _budget as budgets
+from reports._budget import SectionBudget
 from reports._load import Factor, RunData, level_labels
 from reports._stats import (ABLATION_METRICS, ALPHA, NULL_LEVEL, Comparison, accuracy_values, compare, conditional,
                             holm, pairable, t_mean_ci, verdict)
@@ -107,6 +108,10 @@ def simple_comparisons(run: RunData, metric: str, factor: Factor,
     factors = factorial_factors(run) if factors is None else factors
     others = [other for other in factors if other.name != factor.name]
     scored = accuracy_values(run, metric)
+    # What a comparison reads (its test, `pairable`, the seed plan's wall time): slicing 70 columns 470 times is
+    # most of a 10^5-trial report otherwise.
+    kept = [metric, "seed", "wall_s", *(other.column for other in run.factors)]
+    scored = scored[[column for column in dict.fromkeys(kept) if column in scored.columns]]
     labels = _labels(scored, [factor, *others])
     if others:
         grouped = labels.groupby([other.name for other in others], sort=False).groups
@@ -130,11 +135,18 @@ def simple_comparisons(run: RunData, metric: str, factor: Factor,
                                    pairable(run, factor, trials, reference))
 
 
-def tested_comparisons(run: RunData, factors: list[Factor] | None = None) -> list[tuple[SimpleComparison, Comparison]]:
+def tested_comparisons(run: RunData, factors: list[Factor] | None = None,
+                       budget: SectionBudget | None = None) -> list[tuple[SimpleComparison, Comparison]]:
     """Every testable simple comparison of every factor and accuracy with its t-test, in table order."""
     factors = factorial_factors(run) if factors is None else factors
-    return [(comparison, comparison.t_test()) for metric in _metrics(run) for factor in factors
-            for comparison in simple_comparisons(run, metric, factor, factors) if comparison.testable]
+    tested = []
+    for metric in _metrics(run):
+        for factor in factors:
+            for comparison in simple_comparisons(run, metric, factor, factors):
+                if comparison.testable:
+                    budgets.check(budget)
+                    tested.append((comparison, comparison.t_test()))
+    return tested
 
 
 def _untestable_counts(run: RunData, factors: list[Factor]) -> dict[str, int]:
@@ -240,38 +252,106 @@ def _interaction_row(run: RunData, a: Factor, b: Factor, factors: list[Factor], 
         return row
     covariates = [other for other in factors if other.name not in (a.name, b.name)
                   and (labels[other.name] != NULL_LEVEL).all() and labels[other.name].nunique() >= 2]
-    frame = pd.DataFrame({"y": scored[metric].to_numpy(dtype=float), "a": labels[a.name].to_numpy(),
-                          "b": labels[b.name].to_numpy(),
-                          **{f"c{i}": labels[other.name].to_numpy() for i, other in enumerate(covariates)}})
-    formula = "y ~ C(a) * C(b)" + "".join(f" + C(c{i})" for i in range(len(covariates)))
+    blocks = None
     if _seeds_are_blocks(scored):
-        frame["seed"] = scored["seed"].astype(str).to_numpy()
-        formula += " + C(seed)"
+        blocks = scored["seed"].to_numpy()  # grouped as they are: a text copy of 10^6 seeds only costs time
         row["test"] = BLOCKED_TEST
-    from statsmodels.formula.api import ols  # imported here: only crossed studies pay for statsmodels
-    from statsmodels.stats.anova import anova_lm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ols(formula, frame).fit()
-        if model.df_resid <= 0:
-            row["reason"] = "one trial per combination: no residual variance to test the interaction against"
-            return row
-        if model.model.rank < model.model.exog.shape[1]:
-            row["reason"] = "the design confounds this pair with another factor"
-            return row
-        table = anova_lm(model, typ=2)
-    term = table.loc["C(a):C(b)"]
-    residual = table.loc["Residual"]
-    p_value = float(term["PR(>F)"])
-    row.update(statistic=float(term["F"]), p_value=p_value, df_num=float(term["df"]), df_den=float(residual["df"]),
+    anova = interaction_anova(scored[metric].to_numpy(dtype=float), labels[a.name].to_numpy(),
+                              labels[b.name].to_numpy(), [labels[other.name].to_numpy() for other in covariates], blocks)
+    if anova.df_resid <= 0:
+        row["reason"] = "one trial per combination: no residual variance to test the interaction against"
+        return row
+    if anova.rank_deficient:
+        row["reason"] = "the design confounds this pair with another factor"
+        return row
+    p_value = anova.p_value
+    row.update(statistic=anova.statistic, p_value=p_value, df_num=float(anova.df_num), df_den=float(anova.df_resid),
                # Partial eta squared: the interaction's share of the variance it and the noise explain.
-               effect_size=float(term["sum_sq"] / (term["sum_sq"] + residual["sum_sq"])),
+               effect_size=anova.ss_interaction / (anova.ss_interaction + anova.ss_residual),
                verdict="interaction" if np.isfinite(p_value) and p_value < ALPHA else "within noise")
     return row
 
 
-def interactions_table(run: RunData, factors: list[Factor] | None = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class InteractionAnova:
+    """The A x B line and the residual line of a Type II ANOVA table (statsmodels `anova_lm(typ=2)`)."""
+
+    ss_interaction: float
+    df_num: int
+    ss_residual: float
+    df_resid: int
+    rank_deficient: bool
+
+    @property
+    def statistic(self) -> float:
+        return (self.ss_interaction / self.df_num) / (self.ss_residual / self.df_resid)
+
+    @property
+    def p_value(self) -> float:
+        from scipy import stats
+
+        return float(stats.f.sf(self.statistic, self.df_num, self.df_resid))
+
+
+def _one_hot(codes: np.ndarray, n_levels: int) -> np.ndarray:
+    """Treatment coding: a column per level but the first (as patsy's C())."""
+    return (codes[:, None] == np.arange(1, n_levels)[None, :]).astype(float)
+
+
+def interaction_anova(y: np.ndarray, a: np.ndarray, b: np.ndarray, covariates: list[np.ndarray],
+                      blocks: np.ndarray | None) -> InteractionAnova:
+    """The Type II F test of the A x B interaction in `y ~ C(a) * C(b) + C(c...) [+ C(block)]`, from cell sums.
+
+    The same numbers as statsmodels' `anova_lm(ols(...).fit(), typ=2)` (tests
+    check them to 1e-9), without its design matrix of one row per trial and one
+    column per seed: 10^6 trials over 10^4 seeds would be 80 GB. Every column
+    but the blocks is constant within a cell (a combination of levels), so:
+    the block effects are absorbed by subtracting block means (Frisch-Waugh-
+    Lovell), and X'X and X'y of what remains are sums over cells and over
+    (block, cell) counts, a p x p system with p the number of cell columns.
+    The interaction's sum of squares is the Wald form b' V^-1 b of its
+    coefficients (V their block of (X'X)^-1), as statsmodels computes Type II
+    with `f_test`; the residual is summed over the trials themselves.
+    """
+    factors = [a, b, *covariates]
+    codes = [pd.factorize(values, sort=True)[0] for values in factors]
+    sizes = [int(code.max()) + 1 for code in codes]
+    cell_codes, cell = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+    cell = cell.reshape(-1)
+    columns = [_one_hot(cell_codes[:, i], size) for i, size in enumerate(sizes)]
+    main_a, main_b = columns[0], columns[1]
+    interaction = (main_a[:, :, None] * main_b[:, None, :]).reshape(len(cell_codes), -1)
+    # Interaction columns last: their coefficients are the tail of b and their covariance the last block.
+    design = np.hstack([main_a, main_b, *columns[2:], interaction])  # one row per cell
+    block = pd.factorize(blocks)[0] if blocks is not None else np.zeros(len(y), dtype=np.int64)
+    n_blocks, n_cells, p = int(block.max()) + 1, len(cell_codes), design.shape[1]
+    block_size = np.bincount(block, minlength=n_blocks).astype(float)
+    y_within = y - (np.bincount(block, weights=y, minlength=n_blocks) / block_size)[block]
+    cell_size = np.bincount(cell, minlength=n_cells).astype(float)
+    by_block_cell = np.bincount(block * n_cells + cell, minlength=n_blocks * n_cells).reshape(n_blocks, n_cells)
+    block_sums = by_block_cell.astype(float) @ design  # each block's column sums
+    gram = design.T @ (design * cell_size[:, None]) - block_sums.T @ (block_sums / block_size[:, None])
+    moment = design.T @ np.bincount(cell, weights=y_within, minlength=n_cells)  # the block means of y_within are 0
+    # Exact zeros of a confounded design come out as rounding noise of about n * eps * |gram|; a real eigenvalue
+    # of a design of counts is at least about 1 / n of the largest.
+    eigenvalues = np.linalg.eigvalsh(gram)
+    rank = int((eigenvalues > eigenvalues.max() * 1e-10).sum()) if eigenvalues.max() > 0 else 0
+    df_resid = len(y) - n_blocks - rank
+    q = interaction.shape[1]
+    if df_resid <= 0 or rank < p:
+        return InteractionAnova(np.nan, q, np.nan, df_resid, rank < p)
+    coefficients = np.linalg.solve(gram, moment)
+    fitted = (design @ coefficients)[cell]
+    fitted -= (np.bincount(block, weights=fitted, minlength=n_blocks) / block_size)[block]
+    ss_residual = float(((y_within - fitted) ** 2).sum())
+    tail = coefficients[p - q:]
+    covariance = np.linalg.inv(gram)[p - q:, p - q:]
+    ss_interaction = float(tail @ np.linalg.solve(covariance, tail))
+    return InteractionAnova(ss_interaction, q, ss_residual, df_resid, False)
+
+
+def interactions_table(run: RunData, factors: list[Factor] | None = None,
+                       budget: SectionBudget | None = None) -> pd.DataFrame:
     """interactions.csv: a two-way ANOVA interaction test for each pair of factors and each accuracy.
 
     The verdict is the F-test's own p against 0.05, unadjusted: a found
@@ -279,8 +359,11 @@ def interactions_table(run: RunData, factors: list[Factor] | None = None) -> pd.
     effects, and a missed one is the costlier mistake.
     """
     factors = factorial_factors(run) if factors is None else factors
-    rows = [_interaction_row(run, a, b, factors, metric)
-            for metric in _metrics(run) for a, b in itertools.combinations(factors, 2)]
+    rows = []
+    for metric in _metrics(run):
+        for a, b in itertools.combinations(factors, 2):
+            budgets.check(budget)  # one ANOVA per pair: an OLS fit on the trials where both exist
+            rows.append(_interaction_row(run, a, b, factors, metric))
     return pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
 
 
@@ -308,11 +391,19 @@ class Factorial:
         return found if metric is None else found[found["metric"] == metric]
 
 
-def factorial_tables(run: RunData) -> Factorial:
+def factorial_tables(run: RunData, budget: SectionBudget | None = None) -> Factorial:
     """Cell means, simple effects and interaction tests of every categorical factor with 2 or more levels."""
+    budgets.check(budget)
     factors = factorial_factors(run)
-    tested = tested_comparisons(run, factors)
+    tested = tested_comparisons(run, factors, budget)
     simple, notes = simple_effects_table(run, factors, tested)
     return Factorial(factors=factors, cell_means=cell_means_table(run, factors), simple_effects=simple,
-                     interactions=interactions_table(run, factors), notes=notes, tested=tested)
+                     interactions=interactions_table(run, factors, budget), notes=notes, tested=tested)
+
+
+def empty_factorial(run: RunData) -> Factorial:
+    """The factorial tables with no rows (the factors kept): what a page shows when their budget ran out."""
+    return Factorial(factors=factorial_factors(run), cell_means=pd.DataFrame(columns=CELL_STAT_COLUMNS),
+                     simple_effects=pd.DataFrame(columns=SIMPLE_EFFECT_COLUMNS),
+                     interactions=pd.DataFrame(columns=INTERACTION_COLUMNS))
 

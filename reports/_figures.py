@@ -20,8 +20,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter
 
+from reports._drawn import edf_points, mean_sd_points
 from reports._edf import normalized_edf_frame
 from reports._load import Factor, RunData, level_labels
 from reports._stats import accuracy_values, error_edf_summary, learning_curves, level_frame, metric_name, pareto_front
@@ -37,8 +39,41 @@ LOG_SCALE_RATIO = 10.0
 
 def _style():
     """Seaborn's whitegrid style as a context, so the caller's rcParams are left untouched."""
+    # usetex off whatever the user's matplotlibrc says: LaTeX would read a label's dollar signs, backslashes,
+    # % and _ (and needs a TeX install).
     return matplotlib.rc_context({**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85),
-                                  "legend.framealpha": 0.9})
+                                  "legend.framealpha": 0.9, "text.usetex": False})
+
+
+def literal(text) -> str:
+    """`text` as a string matplotlib draws as written: each `$` escaped, so that no pair of them opens mathtext.
+
+    For strings that end up in tick labels (categories), whose Text objects
+    matplotlib makes anew at draw time; every other text of a figure is drawn
+    with parse_math=False by `to_data_uri`. Outside mathtext matplotlib reads
+    only `\\$` (as `$`), so a backslash needs no escape of its own: `a\\$b`
+    becomes `a\\\\$b` and is drawn `a\\$b`.
+    """
+    return str(text).replace("$", r"\$")
+
+
+def _draw_as_written(figure: Figure) -> None:
+    """Turn mathtext off on every text of the figure but the tick labels: titles, axis labels, legends are user text.
+
+    Labels, factor names and levels come from the study and the run folder, so
+    a `$` in them must be a dollar sign, not a formula that can fail to parse.
+    Tick labels keep mathtext because formatters write it (log axes draw
+    `$\\mathdefault{10^{5}}$`); categorical tick labels are escaped by `literal`.
+    """
+    ticks = set()
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            ticks.add(axis.get_offset_text())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                ticks.update((tick.label1, tick.label2))
+    for text in figure.findobj(Text):
+        if text not in ticks:
+            text.set_parse_math(False)
 
 
 def _new_figure(size=WIDE) -> Figure:
@@ -49,6 +84,7 @@ def _new_figure(size=WIDE) -> Figure:
 
 def to_data_uri(figure: Figure) -> str:
     """The figure as a base64 PNG data URI for an <img src>."""
+    _draw_as_written(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -141,6 +177,7 @@ def error_edf(run: RunData, factor: Factor | None) -> str:
                  for row in summary.itertuples()}
     plot_frame = pd.DataFrame({"error": (1.0 - frame[metric].to_numpy(dtype=float)) * 100.0,
                                "level": frame["level"].map(legend_of).to_numpy()})
+    plot_frame = edf_points(plot_frame)  # large levels at quantiles (reports._drawn)
     order = list(legend_of.values())
     with _style():
         # Taller per level: the legend goes under the axes, where it can hide no curve.
@@ -171,6 +208,7 @@ def normalized_error_edf(run: RunData, factor: Factor) -> str:
     kept = frame[frame["weight"] > 0]
     plot_frame = pd.DataFrame({"error": kept["error"].to_numpy() * 100.0, "weight": kept["weight"].to_numpy(),
                                "level": kept["level"].map(legend_of).to_numpy()})
+    plot_frame = edf_points(plot_frame, weight="weight")  # large levels at weighted quantiles (reports._drawn)
     order = list(legend_of.values())
     with _style():
         figure = _new_figure((WIDE[0], WIDE[1] + 0.2 * len(order)))
@@ -197,6 +235,7 @@ def learning_curve_figure(run: RunData, factor: Factor | None) -> str:
                                "level": curves["level"].map(legend_of).to_numpy()})
     order = list(legend_of.values())
     epochs = plot_frame["epoch"].nunique()
+    plot_frame = mean_sd_points(plot_frame)  # many trials: two rows per epoch with their mean and sd (reports._drawn)
     with _style():
         figure = _new_figure()
         ax = figure.add_subplot()
@@ -219,6 +258,7 @@ def importance_figure(table: pd.DataFrame) -> str:
     with _style():
         figure = _new_figure((6.4, 0.6 + 0.35 * max(len(frame), 2)))
         ax = figure.add_subplot()
+        frame["param"] = frame["param"].map(literal)  # the tick labels: see `literal`
         sns.barplot(data=frame, x="percent", y="param", orient="h", color=sns.color_palette("colorblind")[0], ax=ax)
         ax.set_xlabel("share of total importance (%)")
         ax.set_ylabel("")

@@ -19,6 +19,8 @@ import pandas as pd
 
 import runfolder
 
+from reports import _budget as budgets
+from reports._budget import SectionBudget
 from reports._load import RunData
 from reports._stats import accuracy_values
 
@@ -123,7 +125,7 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _evaluate(study) -> tuple[pd.DataFrame | None, str | None, str | None]:
+def _evaluate(study, budget: SectionBudget | None = None) -> tuple[pd.DataFrame | None, str | None, str | None]:
     """(table, evaluator name, None) or (None, None, why every evaluator failed)."""
     import optuna
 
@@ -138,6 +140,9 @@ def _evaluate(study) -> tuple[pd.DataFrame | None, str | None, str | None]:
         target = lambda trial: sign * trial.values[0]  # noqa: E731
     failures = []
     for name, make in _evaluators():
+        # Checked between evaluators only: optuna's evaluator cannot be stopped once it runs (it is linear in
+        # the trials; a thread could not stop it either).
+        budgets.check(budget)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -157,7 +162,7 @@ def _evaluate(study) -> tuple[pd.DataFrame | None, str | None, str | None]:
     return None, None, "; ".join(failures)
 
 
-def param_importances(run: RunData) -> Importances:
+def param_importances(run: RunData, budget: SectionBudget | None = None) -> Importances:
     """Importances from study.db if possible, else from results.parquet; the method names the source."""
     import optuna
 
@@ -165,15 +170,15 @@ def param_importances(run: RunData) -> Importances:
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return _param_importances(run)
+        return _param_importances(run, budget)
     finally:
         optuna.logging.set_verbosity(verbosity)
 
 
-def _param_importances(run: RunData) -> Importances:
+def _param_importances(run: RunData, budget: SectionBudget | None) -> Importances:
     study, storage_problem = _study_from_storage(run)
     if study is not None:
-        table, evaluator, reason = _evaluate(study)
+        table, evaluator, reason = _evaluate(study, budget)
         if table is not None:
             return Importances(table, f"{evaluator} (optuna.importance), on the trials stored in {_storage_file(run).name}")
         stored = _complete_count(study)
@@ -184,7 +189,7 @@ def _param_importances(run: RunData) -> Importances:
         storage_problem = f"{runfolder.STUDY_DB}: {reason}"
     if not run.factors:
         return Importances(None, "none", f"{storage_problem}; and {runfolder.RESULTS_PARQUET} has no factor.* columns to fall back on")
-    table, evaluator, reason = _evaluate(_study_from_results(run))
+    table, evaluator, reason = _evaluate(_study_from_results(run), budget)
     source = (f"on the factor.* columns and {run.ranking_metric} of the complete trials in {runfolder.RESULTS_PARQUET}, "
               f"because {storage_problem}")
     if table is None:

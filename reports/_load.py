@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,10 @@ ACCURACY_COLUMNS = ("test_acc", "val_acc_best", "val_acc_final")
 MAX_INFERRED_LEVELS = 12
 # The source of a factor's levels when run.json declares none: the results table's own values.
 INFERRED = f"{runfolder.RESULTS_PARQUET} (inferred)"
+
+# Curves of more rows than this are read with trial_id as a categorical (small ones keep plain strings).
+CATEGORICAL_CURVES_ABOVE = 100_000
+
 
 class ReportError(ValueError):
     """A run folder that cannot be reported on; the message names the file and the problem."""
@@ -72,7 +76,12 @@ class RunData:
     @property
     def complete(self) -> pd.DataFrame:
         """Rows with status `complete`; callers still drop NaN accuracies per metric."""
-        return self.results[self.results["status"] == "complete"]
+        # Kept while `results` is the same frame: sections ask for it dozens of times, a copy of 10^6 rows each.
+        cached = self.__dict__.get("_complete")
+        if cached is None or cached[0] is not self.results:
+            cached = (self.results, self.results[self.results["status"] == "complete"])
+            self.__dict__["_complete"] = cached
+        return cached[1]
 
     @property
     def categorical_factors(self) -> list[Factor]:
@@ -174,14 +183,30 @@ def _read(reader: Any, run_dir: Path, *args: Any) -> Any:
         raise ReportError(str(error)) from None
 
 
-def load_run(run_dir: str | Path) -> RunData:
-    """Read results (required), run.json, curves and retrain tables from a run folder."""
+# The results columns a report reads (`report_columns`); the rest (arch.*, train.*, train_json: each trial's
+# spec and settings) is for retrain and compare, and at 10^6 trials is most of the table.
+REPORT_RESULT_COLUMNS = ("trial_id", "status", "number", "seed", *ACCURACY_COLUMNS, "params", "macs", "flops",
+                         "epochs_run", "wall_s", "error", "checkpoint", "arch_key", "arch_yaml",
+                         runfolder.REUSED_FROM)
+REPORT_RESULT_PREFIXES = (FACTOR_PREFIX, "match.")
+
+
+def report_columns(name: str) -> bool:
+    """Whether a report reads this results column (`load_run(..., columns=report_columns)`)."""
+    return name in REPORT_RESULT_COLUMNS or name.startswith(REPORT_RESULT_PREFIXES)
+
+
+def load_run(run_dir: str | Path, columns: Callable[[str], bool] | None = None) -> RunData:
+    """Read results (required), run.json, curves and retrain tables from a run folder.
+
+    `columns`: which results columns to read (a report passes `report_columns`); every column when None.
+    """
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ReportError(f"{run_dir}: no such run folder")
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: not a directory; expected a run folder such as runs/<study>")
-    results = _read(runfolder.read_results, run_dir, runfolder.REPORT_COLUMNS)
+    results = _read(runfolder.read_results, run_dir, runfolder.REPORT_COLUMNS, columns)
     results = results.reset_index(drop=True)
     results["trial_id"] = results["trial_id"].astype(str)
     results["status"] = results["status"].astype(str)
@@ -203,9 +228,15 @@ def load_run(run_dir: str | Path) -> RunData:
         if column.startswith(FACTOR_PREFIX) and column not in declared and column[len(FACTOR_PREFIX):] not in declared_names:
             factors.append(_inferred_factor(column, results))
 
-    curves = _read(runfolder.read_curves, run_dir)
+    # A report reads trial_id, epoch and val_acc of the curves (10^7 rows at 10^6 trials of 10 epochs).
+    curves = _read(runfolder.read_curves, run_dir, None if columns is None else (lambda name: False))
     if curves is not None:
-        curves = curves.assign(trial_id=curves["trial_id"].astype(str))
+        # Categorical (sorted, as strings sort): 10^7 rows hold codes into 10^6 ids, and lookups hash each id once.
+        trial_ids = curves["trial_id"].astype(str)
+        if len(curves) > CATEGORICAL_CURVES_ABOVE:
+            codes, ids = pd.factorize(trial_ids, sort=True)
+            trial_ids = pd.Categorical.from_codes(codes, categories=ids.astype(str))
+        curves = curves.assign(trial_id=trial_ids)
     else:
         notes.append(f"{runfolder.CURVES_PARQUET} is missing: no learning curves.")
     retrain = _read(runfolder.read_retrain, run_dir)

@@ -24,6 +24,8 @@ import pandas as pd
 
 import runfolder
 from reports._factorial import SimpleComparison, tested_comparisons, within_text
+from reports import _budget as budgets
+from reports._budget import SectionBudget
 from reports._load import ReportError, RunData
 from reports._stats import ALPHA, Comparison
 
@@ -33,8 +35,11 @@ DEFAULT_TARGET_EFFECT = runfolder.DEFAULT_TARGET_EFFECT
 DEFAULT_POWER = 0.8
 # A t-test needs 2 values per group; no answer is smaller.
 MIN_SEEDS = 2
-# Beyond this many seeds per level the answer is "not with this design" rather than a number to plan with.
-MAX_SEEDS = 1_000_000
+# Beyond this many seeds per level the answer is "more than 10,000 seeds" rather than a number to plan with: at
+# 10 s a trial that is more than a device-day per level, and the search for it stays a few power evaluations.
+MAX_SEEDS = 10_000
+
+_SURE_EFFECT_SIZE = 1e3
 
 POWER_COLUMNS = ["factor", "level", "reference", "within", "metric", "n", "paired", "sd_diff", "mde", "target_effect",
                  "seeds_needed", "n_ref", "trial_s", "device_hours"]
@@ -48,6 +53,9 @@ def _power_analysis(paired: bool):
 
 def _power(effect_size: float, n: float, paired: bool, alpha: float) -> float:
     """Two-sided power of the t-test with n seeds (pairs, or per group of equal size)."""
+    # Two seeds detect an effect of 1000 sd with power 1 to double precision, and scipy's noncentral t returns
+    # nan far beyond it (sd ~ 0 against a real effect): a larger effect size has that power too.
+    effect_size = min(effect_size, _SURE_EFFECT_SIZE)
     analysis = _power_analysis(paired)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -93,6 +101,14 @@ def minimum_detectable_effect(n: int, sd: float, paired: bool, n_ref: int | None
     return _detectable_effect_size(int(n), int(n_ref), bool(paired), float(alpha), float(power)) * sd
 
 
+def normal_seeds(effect_size: float, paired: bool, alpha: float = ALPHA, power: float = DEFAULT_POWER) -> float:
+    """Seeds by the normal approximation: ((z_{1-a/2} + z_power) / d)^2 pairs, twice that per group unpaired."""
+    from scipy import stats
+
+    pairs = ((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) / effect_size) ** 2
+    return pairs if paired else 2 * pairs
+
+
 def seeds_needed(effect: float, sd: float, paired: bool, alpha: float = ALPHA, power: float = DEFAULT_POWER) -> float:
     """Seeds per level (pairs when paired, else per group of equal size) to detect `effect` with `power`.
 
@@ -104,22 +120,31 @@ def seeds_needed(effect: float, sd: float, paired: bool, alpha: float = ALPHA, p
     if sd == 0.0:
         return float(MIN_SEEDS)
     effect_size = effect / sd
-    if _power(effect_size, MIN_SEEDS, paired, alpha) >= power:
+
+    def enough(n: int) -> bool:
+        return _power(effect_size, n, paired, alpha) >= power
+
+    if enough(MIN_SEEDS):
         return float(MIN_SEEDS)
-    estimate = _solve_power(paired, effect_size=effect_size, nobs=None, ratio=1.0, alpha=alpha, power=power)
-    if np.isfinite(estimate) and estimate > MAX_SEEDS:
+    # The bracket in closed form: a t-test needs at least the normal approximation's n (it does not know the sd),
+    # and Guenther's correction (+ z^2/2 pairs, + z^2/4 per group) puts the answer within a seed or two above it.
+    # So no search steps through n one at a time, and none goes past MAX_SEEDS: "more than 10,000" is the answer.
+    estimate = normal_seeds(effect_size, paired, alpha, power)
+    if not estimate <= MAX_SEEDS:  # also nan, where the effect size underflows
         return float("nan")
-    # The solver returns a real n (or nan, where its root finder fails on a large
-    # effect, which needs few seeds); the answer is the first whole number of seeds
-    # that reaches the power.
-    n = max(MIN_SEEDS, math.ceil(estimate - 1e-9)) if np.isfinite(estimate) else MIN_SEEDS
-    while _power(effect_size, n, paired, alpha) < power:
-        n += 1
-        if n > MAX_SEEDS:
+    low = max(MIN_SEEDS, math.floor(estimate) - 1)
+    if enough(low):
+        low = MIN_SEEDS
+    high = min(MAX_SEEDS, math.ceil(estimate) + 4)
+    while not enough(high):  # the correction is under 2 seeds; doubling the gap is the guard, not the rule
+        if high == MAX_SEEDS:
             return float("nan")
-    while n > MIN_SEEDS and _power(effect_size, n - 1, paired, alpha) >= power:
-        n -= 1
-    return float(n)
+        low, high = high, min(MAX_SEEDS, high + 2 * (high - low))
+    # Power grows with n: bisect on whole seeds (power(low) < target <= power(high)), a dozen steps at most.
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return float(high)
 
 
 def target_effect(run: RunData) -> tuple[float, str]:
@@ -140,6 +165,12 @@ def check_fraction(value, where: str) -> None:
     """Raise ReportError unless `value` is a number strictly between 0 and 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
         raise ReportError(f"{where}: got {value!r}; allowed: a fraction strictly between 0 and 1 (0.01 = 1 pp)")
+
+
+def check_target_effect(value, where: str) -> None:
+    """Raise ReportError unless `value` may be a target effect (runfolder.TARGET_EFFECT_RULE, as in study.yaml)."""
+    if not runfolder.is_target_effect(value):
+        raise ReportError(f"{where}: got {value!r}; allowed: {runfolder.TARGET_EFFECT_RULE}")
 
 
 def trial_resources(run: RunData) -> tuple[float, str]:
@@ -169,21 +200,25 @@ def _mean_wall_s(trials: pd.DataFrame) -> float:
 
 
 def seed_plan(run: RunData, effect: float | None = None, power: float = DEFAULT_POWER,
-              tested: list[tuple[SimpleComparison, Comparison]] | None = None) -> SeedPlan:
+              tested: list[tuple[SimpleComparison, Comparison]] | None = None,
+              budget: SectionBudget | None = None) -> SeedPlan:
     """For every testable comparison: the detectable difference now, and the seeds (and device-hours) for `effect`.
 
     `effect` defaults to the study's report.target_effect (reports._power.target_effect);
-    `tested` are the comparisons already run for the simple effects (reports._factorial), if any.
+    `tested` are the comparisons already run for the simple effects (reports._factorial), if any;
+    `budget` is checked before each comparison (each costs a few power evaluations, see `seeds_needed`).
     """
+    budgets.check(budget)
     if effect is None:
         effect, source = target_effect(run)
     else:
-        check_fraction(effect, "effect")
+        check_target_effect(effect, "effect")
         source = "given on the command line"
     check_fraction(power, "power")
     devices, unit = trial_resources(run)
     rows = []
     for comparison, result in (tested_comparisons(run) if tested is None else tested):
+        budgets.check(budget)
         needed = seeds_needed(effect, result.sd, result.paired, power=power)
         # Both cells compared, each run with `needed` seeds, at the mean wall time of their trials so far.
         trial_s = _mean_wall_s(comparison.trials) + _mean_wall_s(comparison.reference_trials)

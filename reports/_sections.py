@@ -6,6 +6,7 @@ in the page, what it could not draw or compute and why.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -14,12 +15,13 @@ import pandas as pd
 import runfolder
 from reports import _html as h
 from reports._html import Cell, verdict_html
+from reports._drawn import DRAW_SEED, EDF_POINTS, EDF_THIN_ABOVE, MAX_CURVE_ROWS, scatter_rows
 from reports._edf import MAX_BINS, MIN_BINS, MIN_TRIALS_PER_BIN, normalized_edf_frame
 from reports._factorial_sections import (DECISION_RULE, interaction_warning, seeds_section, simple_effects_section,
                                         verdict_cell)
 from reports._fidelity_sections import fidelity_section
 from reports._load import Factor, RunData
-from reports._stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, VERDICTS, accuracy_values, metric_name
+from reports._stats import BOOTSTRAP_MAX_N, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, VERDICTS, accuracy_values, metric_name
 from reports._tables import COST_COLUMNS, TABLES_DIR, ReportTables
 
 # The page lists at most this many failed/pruned trials; the CSV has all of them.
@@ -51,7 +53,7 @@ def _scatter_section(run: RunData, tables: ReportTables) -> str:
     if scored.empty:
         return h.note("No complete trial with an accuracy: nothing to plot.")
     colour = _colour_factor(run)
-    parts, details = [], []
+    parts, details, thinned = [], [], []
     for cost in COST_COLUMNS:
         if cost not in scored.columns:
             parts.append(h.note(f"{runfolder.RESULTS_PARQUET} has no {cost} column: no accuracy-vs-{cost} figure."))
@@ -60,7 +62,12 @@ def _scatter_section(run: RunData, tables: ReportTables) -> str:
         if positive == 0:
             parts.append(h.note(f"No complete trial has both {metric} and a positive {cost}: no figure."))
             continue
-        parts.append(h.figure(_figures().accuracy_vs_cost(run, cost, colour), f"{metric} against {cost}"))
+        drawn = scatter_rows(scored[pd.to_numeric(scored[cost], errors="coerce") > 0], cost, metric)
+        if len(drawn) < positive:
+            thinned.append(f"{len(drawn):,} of {positive:,} by {cost}")
+        # The figure draws what it is given: a copy of the run whose results are the drawn rows.
+        parts.append(h.figure(_figures().accuracy_vs_cost(replace(run, results=drawn), cost, colour),
+                              f"{metric} against {cost}"))
         front = tables.pareto[cost]
         rows = [[row["trial_id"], Cell(h.engineering(row[cost]), numeric=True),
                  Cell(h.percent(row[metric]), key=f"pareto.{cost}.{index + 1}.{metric}", value=float(row[metric]), numeric=True),
@@ -79,7 +86,18 @@ def _scatter_section(run: RunData, tables: ReportTables) -> str:
     caption = (f"One point per complete trial with a {metric_name(metric)} (n = {len(scored)}); {colour_text}. "
                "Black line and circles: the Pareto front — trials that no other trial beats on both lower cost and "
                f"higher {metric_name(metric)}.")
+    if thinned:
+        caption += (f" Drawn: {'; '.join(thinned)} trials — every Pareto-optimal trial and a uniform sample "
+                    f"(seed {DRAW_SEED}) of the rest; the front is that of all trials.")
     return f'<div class="grid">{"".join(parts)}</div><p class="muted">{h.escape(caption)}</p>' + "".join(details)
+
+
+def _t_interval_note(tables: ReportTables) -> str:
+    """Said only where a level is large enough to get the t interval instead of the bootstrap (reports._stats)."""
+    if not (tables.ablation.get("n", pd.Series(dtype=int)) > BOOTSTRAP_MAX_N).any():
+        return ""
+    return (f"; a level of more than {BOOTSTRAP_MAX_N:,} trials gets the Student-t interval instead, which the "
+            "bootstrap has converged to at that n")
 
 
 def _ablation_legend(tables: ReportTables) -> str:
@@ -90,7 +108,7 @@ def _ablation_legend(tables: ReportTables) -> str:
               if tables.factorial.crossed else "")
     return (f'<p class="muted">Accuracies in %. Δ = level mean − reference mean, in percentage points. {pooled}'
             f"The 95% CI of a level's mean is a percentile bootstrap ({BOOTSTRAP_RESAMPLES} resamples, seed "
-            f"{BOOTSTRAP_SEED}). {h.escape(DECISION_RULE)} "
+            f"{BOOTSTRAP_SEED}){_t_interval_note(tables)}. {h.escape(DECISION_RULE)} "
             f"Only complete trials with a non-missing accuracy count.</p><ul class=\"muted\">{verdicts}</ul>")
 
 
@@ -177,6 +195,10 @@ def _edf_section(run: RunData, tables: ReportTables) -> str:
                "Spaces\" (arXiv 2003.13678). A curve further left and higher is a better design space. "
                "Legend: n, minimum and mean error per level.")
     single = " With a single trial each curve is one step." if n == 1 else ""
+    if n > EDF_THIN_ABOVE:
+        single += (f" A level of more than {EDF_THIN_ABOVE:,} trials is drawn at {EDF_POINTS:,} evenly spaced "
+                   "quantiles of its errors (weighted quantiles when normalised): within "
+                   f"{1 / EDF_POINTS:.2%} of its EDF everywhere; the legend counts every trial.")
     return (_per_factor_figures(run, _figures().error_edf, "error EDF") + f'<p class="muted">{h.escape(caption + single)}</p>'
             + _normalized_edf_html(run, tables))
 
@@ -218,6 +240,9 @@ def _curves_section(run: RunData, tables: ReportTables) -> str:
     caption = ("Mean validation accuracy per epoch over the complete trials of each level; the band is ±1 standard "
                "deviation across trials (none with a single trial). Failed and pruned trials are left out, since "
                "their curves stop early and would bias the later epochs.")
+    if len(run.curves) > MAX_CURVE_ROWS:
+        caption += (f" The {len(run.curves):,} epochs are drawn as each level's mean and sd per epoch, computed over "
+                    "every complete trial.")
     return _per_factor_figures(run, _figures().learning_curve_figure, "learning curves") + f'<p class="muted">{h.escape(caption)}</p>'
 
 

@@ -26,12 +26,18 @@ import pandas as pd
 
 import runfolder
 from runfolder import STATUSES
+from reports import _budget as budgets
+from reports._budget import SectionBudget
 from reports._load import NULL_LABEL, Factor, RunData, level_labels
 
 # Fixed so that a report built twice from one table prints the same intervals.
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
+# A level with more trials than this gets the Student-t CI of its mean instead of the bootstrap: at that n the
+# percentile bootstrap of a mean has converged to it (its endpoints move less than their own Monte Carlo error with
+# 2000 resamples), while resampling 10^6 trials 2000 times takes minutes (issue 25).
+BOOTSTRAP_MAX_N = 20_000
 # Upper bound on the resample-index matrix built at once (elements), so 10k
 # trials in one level do not allocate 2000 x 10000 indices in one go.
 _MAX_INDICES_PER_CHUNK = 4_000_000
@@ -71,7 +77,7 @@ def metric_name(column: str) -> str:
 
 
 def bootstrap_means(values: np.ndarray, seed: int | str = BOOTSTRAP_SEED,
-                    n_resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+                    n_resamples: int = BOOTSTRAP_RESAMPLES, budget: SectionBudget | None = None) -> np.ndarray:
     """Means of `n_resamples` resamples (with replacement) of `values`, from a seeded generator."""
     values = np.asarray(values, dtype=float)
     if values.size == 0:
@@ -84,6 +90,7 @@ def bootstrap_means(values: np.ndarray, seed: int | str = BOOTSTRAP_SEED,
     rows_per_chunk = max(1, _MAX_INDICES_PER_CHUNK // values.size)
     means = np.empty(n_resamples)
     for start in range(0, n_resamples, rows_per_chunk):
+        budgets.check(budget)  # a chunk is at most _MAX_INDICES_PER_CHUNK draws, however many the values
         stop = min(start + rows_per_chunk, n_resamples)
         indices = rng.integers(0, values.size, size=(stop - start, values.size))
         means[start:stop] = values[indices].mean(axis=1)
@@ -98,11 +105,11 @@ def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> 
 
 
 def bootstrap_mean_ci(values: np.ndarray, seed: int | str = BOOTSTRAP_SEED,
-                      confidence: float = CONFIDENCE) -> tuple[float, float]:
+                      confidence: float = CONFIDENCE, budget: SectionBudget | None = None) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean; (nan, nan) with fewer than 2 values."""
     if np.asarray(values).size < 2:
         return float("nan"), float("nan")
-    return percentile_interval(bootstrap_means(values, seed), confidence)
+    return percentile_interval(bootstrap_means(values, seed, budget=budget), confidence)
 
 
 def welch_p_value(values: np.ndarray, reference_values: np.ndarray) -> float:
@@ -157,6 +164,15 @@ def seed_pairs(values: np.ndarray, seeds: np.ndarray, reference: np.ndarray,
     Pairs need each seed at most once per group (two trials with one seed in
     one group have no single partner) and at least 2 shared seeds.
     """
+    seeds, reference_seeds = np.asarray(seeds), np.asarray(reference_seeds)
+    if seeds.dtype.kind in "iu" and reference_seeds.dtype.kind in "iu":
+        # Integer seeds (every run folder's): the same pairs in the same (sorted) order, without a dict per call.
+        if np.unique(seeds).size < seeds.size or np.unique(reference_seeds).size < reference_seeds.size:
+            return None
+        shared, at, reference_at = np.intersect1d(seeds, reference_seeds, assume_unique=True, return_indices=True)
+        if shared.size < 2:
+            return None
+        return np.asarray(values, dtype=float)[at], np.asarray(reference, dtype=float)[reference_at]
     seeds, reference_seeds = pd.Series(seeds), pd.Series(reference_seeds)
     if seeds.isna().any() or reference_seeds.isna().any() or seeds.duplicated().any() or reference_seeds.duplicated().any():
         return None
@@ -252,14 +268,23 @@ def conditional(run: RunData, factor: Factor) -> bool:
 def accuracy_values(run: RunData, metric: str) -> pd.DataFrame:
     """Complete trials with a non-NaN `metric`: the only rows that enter the statistics."""
     complete = run.complete
-    if metric not in complete.columns:
-        return complete.iloc[0:0]
-    return complete[complete[metric].notna()]
+    # Kept per metric while `complete` is the same frame: a report asks dozens of times (10^6 rows each).
+    cache = run.__dict__.setdefault("_accuracy_values", {})
+    if metric in cache and cache[metric][0] is complete:
+        return cache[metric][1]
+    scored = complete.iloc[0:0] if metric not in complete.columns else complete[complete[metric].notna()]
+    cache[metric] = (complete, scored)
+    return scored
 
 
-def ablation_table(run: RunData) -> pd.DataFrame:
+ABLATION_COLUMNS = ["factor", "level", "is_reference", "metric", "n", "mean", "std", "ci_low", "ci_high", "test",
+                    "diff", "diff_ci_low", "diff_ci_high", "effect_size", "p_value", "p_adjusted", "verdict"]
+
+
+def ablation_table(run: RunData, budget: SectionBudget | None = None) -> pd.DataFrame:
     """For each categorical factor, level and accuracy: n, mean, std, CI, and the level against the reference
     pooled over the other factors' levels (test, difference, its CI, p, Holm p over the factor, verdict)."""
+    budgets.check(budget)
     rows = []
     metrics = [metric for metric in ABLATION_METRICS if metric in run.results.columns]
     for factor in run.categorical_factors:
@@ -270,7 +295,7 @@ def ablation_table(run: RunData) -> pd.DataFrame:
             reference = groups[factor.reference] if factor.reference in groups else scored.iloc[0:0]
             paired_ok = pairable(run, factor, scored)
             # A conditional factor's null trials belong to no level (see reports._load.NULL_LABEL).
-            family = [_ablation_row(factor, level, metric, groups[level], reference, paired_ok)
+            family = [_ablation_row(factor, level, metric, groups[level], reference, paired_ok, budget)
                       for level in factor.levels]
             adjusted = holm([row["p_value"] for row in family])
             for row, p_adjusted in zip(family, adjusted):
@@ -278,13 +303,11 @@ def ablation_table(run: RunData) -> pd.DataFrame:
                 if row["verdict"] is None:
                     row["verdict"] = verdict(row["diff"], p_adjusted)
             rows += family
-    columns = ["factor", "level", "is_reference", "metric", "n", "mean", "std", "ci_low", "ci_high", "test",
-               "diff", "diff_ci_low", "diff_ci_high", "effect_size", "p_value", "p_adjusted", "verdict"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
 def _ablation_row(factor: Factor, level: str, metric: str, trials: pd.DataFrame, reference: pd.DataFrame,
-                  paired_ok: bool) -> dict:
+                  paired_ok: bool, budget: SectionBudget | None = None) -> dict:
     values, reference_values = trials[metric].to_numpy(dtype=float), reference[metric].to_numpy(dtype=float)
     n, reference_n = len(values), len(reference_values)
     is_reference = level == factor.reference
@@ -296,8 +319,11 @@ def _ablation_row(factor: Factor, level: str, metric: str, trials: pd.DataFrame,
         "ci_low": nan, "ci_high": nan, "test": "", "diff": nan, "diff_ci_low": nan, "diff_ci_high": nan,
         "effect_size": nan, "p_value": nan, "verdict": None,
     }
-    if n >= 2:
-        row["ci_low"], row["ci_high"] = bootstrap_mean_ci(values, seed=f"{factor.name}|{level}|{metric}")
+    if n > BOOTSTRAP_MAX_N:
+        row["ci_low"], row["ci_high"] = t_mean_ci(values)
+    elif n >= 2:
+        row["ci_low"], row["ci_high"] = bootstrap_mean_ci(values, seed=f"{factor.name}|{level}|{metric}",
+                                                          budget=budget)
     if n == 0:
         row["verdict"] = "no trials"
     elif is_reference:
@@ -420,5 +446,13 @@ def learning_curves(run: RunData, factor: Factor | None) -> pd.DataFrame:
     level_of_trial = pd.Series(levels.to_numpy(), index=complete["trial_id"].to_numpy())
     level_of_trial = level_of_trial[~level_of_trial.index.duplicated()]
     curves = run.curves[["trial_id", "epoch", "val_acc"]]
+    trial_ids = curves["trial_id"]
+    if isinstance(trial_ids.dtype, pd.CategoricalDtype):
+        # Looked up once per distinct trial, not per epoch (10^7 rows at 10^6 trials of 10 epochs).
+        position = level_of_trial.index.get_indexer(trial_ids.cat.categories)[trial_ids.cat.codes.to_numpy()]
+        position[trial_ids.cat.codes.to_numpy() < 0] = -1
+        keep = (position >= 0) & curves["val_acc"].notna().to_numpy()
+        level_codes, level_names = pd.factorize(level_of_trial)
+        return curves[keep].assign(level=pd.Categorical.from_codes(level_codes[position[keep]], level_names))
     curves = curves[curves["trial_id"].isin(level_of_trial.index) & curves["val_acc"].notna()]
     return curves.assign(level=curves["trial_id"].map(level_of_trial))

@@ -7,16 +7,18 @@ and the CSV files (reports._report) only present what it returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 import pandas as pd
 
 import runfolder
-from reports._factorial import Factorial, factorial_tables
+from reports._budget import DEFAULT_SECTION_BUDGET_S, OverBudget, SectionBudget
+from reports._factorial import Factorial, empty_factorial, factorial_tables
 from reports._fidelity import Fidelity, fidelity_tables
 from reports._importance import Importances, param_importances
 from reports._load import RunData
 from reports._power import SeedPlan, seed_plan
-from reports._stats import (accuracy_values, ablation_table, failed_trials, failure_messages, pareto_table,
+from reports._stats import (ABLATION_COLUMNS, accuracy_values, ablation_table, failed_trials, failure_messages, pareto_table,
                             retrained_summary, status_counts, top_trials)
 
 DEFAULT_TOP_K = 5
@@ -45,6 +47,8 @@ class ReportTables:
     # rank_stability.csv, and budget_fidelity.csv / budget_verdicts.csv after a retrain.
     fidelity: Fidelity
     notes: list[str] = field(default_factory=list)
+    # The budgeted computations (BUDGETED) that ran past their time budget: name -> what the page says instead.
+    over_budget: dict[str, str] = field(default_factory=dict)
 
     def csv_tables(self) -> dict[str, pd.DataFrame]:
         """The tables the page shows, by the CSV name they are written under."""
@@ -58,7 +62,9 @@ class ReportTables:
             tables["retrained"] = self.retrained
         if self.importances is not None and self.importances.table is not None:
             tables["importances"] = self.importances.table
-        return tables
+        # A computation stopped by its budget leaves no CSV rather than an empty one that reads as "nothing found".
+        return {name: table for name, table in tables.items()
+                if not any(name in BUDGETED[computation][1] for computation in self.over_budget)}
 
 
 def _is_searched(run: RunData) -> bool:
@@ -73,11 +79,44 @@ def _sample_size_notes(run: RunData) -> list[str]:
     return []
 
 
-def summarize(run: RunData, top_k: int = DEFAULT_TOP_K) -> ReportTables:
-    """Compute every table of the report from a loaded run (the statistics without figures or HTML)."""
+# The computations of a report that get a time budget (reports._budget): name -> (what the page calls it, the CSVs
+# it makes). Each checks its budget between units of work; the rest of summarize is a pass or two over the table.
+BUDGETED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ablation": ("bootstrap CIs and tests of the ablation table", ("ablation",)),
+    "factorial": ("t-tests of the simple effects and the two-way ANOVAs", ("cell_means", "simple_effects", "interactions")),
+    "seed_plan": ("power analysis", ("power",)),
+    "importances": ("parameter importances", ("importances",)),
+}
+
+_Table = TypeVar("_Table")
+
+
+def summarize(run: RunData, top_k: int = DEFAULT_TOP_K,
+              section_budget_s: float = DEFAULT_SECTION_BUDGET_S) -> ReportTables:
+    """Compute every table of the report from a loaded run (the statistics without figures or HTML).
+
+    Each computation in BUDGETED may take `section_budget_s` seconds (monotonic clock); one that takes longer is
+    stopped, its tables are left empty and `over_budget` says so, and the rest of the report is computed.
+    """
+    over_budget: dict[str, str] = {}
+
+    def budgeted(name: str, compute: Callable[[SectionBudget], _Table], instead: Callable[[], _Table]) -> _Table:
+        budget = SectionBudget(BUDGETED[name][0], section_budget_s)
+        try:
+            return compute(budget)
+        except OverBudget as stopped:
+            over_budget[name] = str(stopped)
+            return instead()
+
     failed = failed_trials(run)
-    factorial = factorial_tables(run)
-    ablation = ablation_table(run)
+    factorial = budgeted("factorial", lambda budget: factorial_tables(run, budget), lambda: empty_factorial(run))
+    ablation = budgeted("ablation", lambda budget: ablation_table(run, budget),
+                        lambda: pd.DataFrame(columns=ABLATION_COLUMNS))
+    importances = (budgeted("importances", lambda budget: param_importances(run, budget),
+                            lambda: Importances(None, "PED-ANOVA (optuna.importance)", over_budget["importances"]))
+                   if _is_searched(run) else None)
+    plan = budgeted("seed_plan", lambda budget: seed_plan(run, tested=factorial.tested, budget=budget),
+                    lambda: seed_plan(run, tested=[]))
     return ReportTables(
         run=run,
         status_counts=status_counts(run.results),
@@ -87,9 +126,11 @@ def summarize(run: RunData, top_k: int = DEFAULT_TOP_K) -> ReportTables:
         failed=failed,
         failure_messages=failure_messages(failed),
         retrained=retrained_summary(run.retrain) if run.retrain is not None else None,
-        importances=param_importances(run) if _is_searched(run) else None,
+        importances=importances,
         factorial=factorial,
-        seed_plan=seed_plan(run, tested=factorial.tested),
+        seed_plan=plan,
         fidelity=fidelity_tables(run, ablation),
-        notes=_sample_size_notes(run),
+        notes=_sample_size_notes(run) + [f"The {BUDGETED[name][0]} ran past the {section_budget_s:g} s budget and "
+                                         "is left out (see its section)." for name in over_budget],
+        over_budget=over_budget,
     )

@@ -16,7 +16,7 @@ import pandas as pd
 
 from reports._factorial import simple_effects_table, tested_comparisons
 from reports._load import ReportError, RunData, load_run
-from reports._power import DEFAULT_POWER, SeedPlan, check_fraction, plan_sentence, seed_plan
+from reports._power import DEFAULT_POWER, SeedPlan, check_fraction, check_target_effect, plan_sentence, seed_plan
 from reports._stats import ALPHA, metric_name
 from reports.build import EXIT_BAD_INPUT, _OneLineParser
 
@@ -61,14 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = _OneLineParser(prog="python -m reports.plan", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a finished run folder, e.g. runs/shortcut_ablation")
     parser.add_argument("--effect", type=float, default=None,
-                        help="the difference to resolve, as a fraction (0.005 = 0.5 pp); default: the study's "
-                             "report.target_effect, else 0.01")
+                        help="the difference to resolve, as a fraction (0.005 = 0.5 pp; at least 0.0001); default: "
+                             "the study's report.target_effect, else 0.01")
     parser.add_argument("--power", type=float, default=DEFAULT_POWER, help="the power to reach (default %(default)s)")
     args = parser.parse_args(argv)
     try:
-        for flag, value in (("--effect", args.effect), ("--power", args.power)):
-            if value is not None:
-                check_fraction(value, flag)
+        if args.effect is not None:
+            check_target_effect(args.effect, "--effect")
+        check_fraction(args.power, "--power")
         run = load_run(args.run_dir)
         tested = tested_comparisons(run)
         plan = seed_plan(run, args.effect, args.power, tested)

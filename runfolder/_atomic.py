@@ -7,11 +7,20 @@ so a run on shared storage stays readable by whom the user's umask allows.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from ._untrusted import RunFolderError
+
+# errno values with which the disk, not the data, refuses a write; each with what the user is told.
+_DISK_REFUSALS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "over the disk quota",
+                  errno.EROFS: "a read-only file system"}
+# What SQLite says (through sqlalchemy's OperationalError) for the same two causes.
+_SQLITE_REFUSALS = {"database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EROFS}
 
 
 def current_umask() -> int:
@@ -53,23 +62,94 @@ def unwritable_reason(path: Path) -> str | None:
     return None
 
 
-def atomic_write_with(path: Path, write: Callable[[str], None]) -> None:
-    """Call `write(temporary_path)`, then rename the result over `path` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class DiskRefusedWrite(RunFolderError):
+    """The disk refused a write (full, over quota, read-only); the message names the path and the space needed."""
+
+
+def _free_bytes(path: Path) -> int | None:
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        return shutil.disk_usage(existing).free
+    except OSError:
+        return None
+
+
+def _size(count: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""
+
+
+def disk_refusal(error: BaseException, path: str | Path | None = None, needed: int | None = None) -> str | None:
+    """One line for a write the disk refused (full, over quota, read-only), naming the path and the space needed;
+    None when `error` (or what it was raised from) is not one. `path` stands in where the error names no file."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        code = cause.errno if isinstance(cause, OSError) else None
+        if code is None:  # SQLite's refusals, wrapped by sqlalchemy as `orig`
+            text = str(getattr(cause, "orig", None) or (cause if type(cause).__module__ == "sqlite3" else ""))
+            code = next((c for words, c in _SQLITE_REFUSALS.items() if words in text), None)
+        if code in _DISK_REFUSALS:
+            where = Path(getattr(cause, "filename", None) or path or ".")
+            if code == errno.EROFS:
+                return (f"{where}: cannot write there: {_DISK_REFUSALS[code]}; give --out on a disk you can "
+                        f"write, or remount it writable, then --resume")
+            free = _free_bytes(where)
+            need = f"{_size(needed)} needed" if needed else "more than that needed"
+            have = f"{_size(free)} free, {need}" if free is not None else need
+            return (f"{where}: cannot write there: {_DISK_REFUSALS[code]} ({have}); free space on that disk "
+                    f"(or give --out on another), then --resume")
+        cause = cause.__cause__ or cause.__context__ or getattr(cause, "orig", None)
+    return None
+
+
+def atomic_write_with(path: Path, write: Callable[[str], None], needed: int | None = None) -> None:
+    """Call `write(temporary_path)`, then rename the result over `path` in one step. A write the disk refuses is
+    DiskRefusedWrite naming `path` and the `needed` bytes (when known), and leaves `path` as it was."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        line = disk_refusal(error, path, needed)
+        if line is None:
+            raise
+        raise DiskRefusedWrite(line) from None
     os.close(handle)
     try:
         os.chmod(temporary, new_file_mode())
         write(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        line = disk_refusal(OSError(error.errno, error.strerror), path, needed)  # the file's name, not the temporary's
+        if line is None:
+            raise
+        raise DiskRefusedWrite(line) from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
 
 
+def _write_bytes(temporary: str, data: bytes) -> None:
+    """Write `data` to the file at `temporary` with os.write (a short write is continued, a refusal raised)."""
+    fd = os.open(temporary, os.O_WRONLY | os.O_TRUNC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file through a temporary file and a rename."""
-    atomic_write_with(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
+    data = text.encode("utf-8")
+    atomic_write_with(path, lambda temporary: _write_bytes(temporary, data), needed=len(data))
 
 
 def atomic_write_frame(frame: Any, path: Path) -> None:

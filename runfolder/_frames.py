@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ._layout import RunFolder
 from ._log import _log_tail, _Replay, replay_log
@@ -12,6 +12,8 @@ from ._rows import CURVE_COLUMNS, STATUSES
 
 # What each reader needs of results.parquet; the report reads with the least.
 REPORT_COLUMNS = ("trial_id", "status")
+# Read as categoricals when a reader picks its columns (read_results(columns=...)).
+DICTIONARY_COLUMNS = ("arch_yaml",)
 
 
 def _frame(records: list[dict[str, Any]], columns: Iterable[str] | None = None) -> Any:
@@ -25,7 +27,7 @@ def _sorted_rows(rows: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------ pandas readers
-def _read_frame(path: Path) -> Any:
+def _read_frame(path: Path, columns: Callable[[str], bool] | None = None) -> Any:
     import pandas as pd
 
     try:
@@ -33,7 +35,17 @@ def _read_frame(path: Path) -> Any:
         # pyarrow given a path opens it twice (footer, then pages), so a rename between the two would pair one
         # file's footer with the other's pages. An open handle keeps reading the file it opened.
         with open_bounded(path, MAX_TABLE_BYTES) as handle:
-            return pd.read_parquet(handle) if path.suffix == ".parquet" else pd.read_csv(handle)
+            if path.suffix != ".parquet":
+                return pd.read_csv(handle, usecols=columns)
+            if columns is None:
+                return pd.read_parquet(handle)
+            import pyarrow.parquet as pq
+
+            # Only the wanted columns are decoded: the footer names them all, each is read on its own.
+            names = [name for name in pq.read_schema(handle).names if columns(name)]
+            handle.seek(0)
+            # Text that repeats across trials (a spec per architecture) as a categorical: its codes, not 10^6 copies.
+            return pd.read_parquet(handle, columns=names, read_dictionary=[n for n in names if n in DICTIONARY_COLUMNS])
     except RunFolderError:
         raise
     except Exception as error:  # pyarrow and pandas raise several unrelated types for a bad file
@@ -76,46 +88,88 @@ def _with_tail(frame: Any, tail: _Replay, records: list[dict[str, Any]], columns
     return frame.sort_values("trial_id", kind="stable", ignore_index=True) if len(frame) else frame
 
 
-def read_results(run_dir: str | Path, required: Iterable[str] = REPORT_COLUMNS) -> Any:
+def _unique_trials(frame: Any, path: Path) -> Any:
+    """One row per trial id: the last of each, as the trial log's replay keeps a trial's last line; a warning says so.
+
+    Two rows of one trial (a table written by hand, or joined from two runs)
+    would count that trial twice in the report, in compare's pairs and in
+    --reuse. The log's rule decides which stands, so that every reader of the
+    folder sees the same trial.
+    """
+    if "trial_id" not in frame.columns:
+        return frame
+    repeated = frame["trial_id"].duplicated(keep="last")
+    if not repeated.any():
+        return frame
+    import warnings
+
+    from ._run_info import RunFolderNote
+
+    ids = sorted({str(trial) for trial in frame.loc[repeated, "trial_id"]})
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    warnings.warn_explicit(f"{path}: {int(repeated.sum())} row(s) repeat the trial id of a later row ({shown}); "
+                           f"the last row of each trial is read, as the trial log's replay keeps its last line",
+                           RunFolderNote, filename=str(path), lineno=0, module="runfolder")
+    return frame[~repeated].reset_index(drop=True)
+
+
+def _only(frame: Any, columns: Callable[[str], bool] | None) -> Any:
+    return frame if columns is None else frame[[name for name in frame.columns if columns(name)]]
+
+
+def read_results(run_dir: str | Path, required: Iterable[str] = REPORT_COLUMNS,
+                 columns: Callable[[str], bool] | None = None) -> Any:
     """Every finished trial's row as a DataFrame, by trial id; RunFolderError when missing, unreadable or incomplete.
 
     From results.parquet (else results.csv) and the trial log's lines after
-    what that table holds; from the whole log where it has no marker.
+    what that table holds; from the whole log where it has no marker. One row
+    per trial id: where the table holds two, the last (`_unique_trials`).
+    `columns`: read only the columns it accepts, and the `required` ones (a
+    report of 10^6 trials has no use for every trial's spec and settings).
     """
+    if columns is not None:
+        wanted, required = columns, tuple(required)
+        columns = lambda name: name in required or wanted(name)  # noqa: E731
     folder = RunFolder(run_dir).checked()
     path = folder.results if folder.results.is_file() else folder.results_csv
     tail = _log_tail(folder.trials_log) if folder.trials_log.is_file() and path.is_file() else None
     if folder.trials_log.is_file() and tail is None:
         path = folder.trials_log
-        frame = _frame(_sorted_rows(replay_log(path)[0]))
+        frame = _only(_frame(_sorted_rows(replay_log(path)[0])), columns)
     elif not path.is_file():
         raise RunFolderError(f"{folder.results}: missing; the runner writes it after the first finished "
                              f"trial, so {folder.path} holds no results yet")
     else:
-        frame = _read_frame(path)
+        frame = _unique_trials(_read_frame(path, columns), path)
         _require(frame, path, tuple(required))
         _status_checked(frame, path)
         if tail is not None:
             path = folder.trials_log
-            frame = _with_tail(frame, tail, _sorted_rows(tail.rows))
+            frame = _only(_with_tail(frame, tail, _sorted_rows(tail.rows)), columns)
     _require(frame, path, tuple(required))
     return _status_checked(frame, path)
 
 
-def read_curves(run_dir: str | Path) -> Any | None:
-    """Every epoch of every finished trial as a DataFrame (curves.parquet and the log after it); None when none."""
+def read_curves(run_dir: str | Path, columns: Callable[[str], bool] | None = None) -> Any | None:
+    """Every epoch of every finished trial as a DataFrame (curves.parquet and the log after it); None when none.
+
+    `columns`: read only the columns it accepts, and trial_id, epoch and val_acc.
+    """
+    if columns is not None:
+        wanted = columns
+        columns = lambda name: name in ("trial_id", "epoch", "val_acc") or wanted(name)  # noqa: E731
     folder = RunFolder(run_dir).checked()
     path = folder.curves
     tail = _log_tail(folder.trials_log) if folder.trials_log.is_file() and path.is_file() else None
     if folder.trials_log.is_file() and tail is None:
         curves = replay_log(folder.trials_log)[1]
-        return _frame([point for trial in sorted(curves) for point in curves[trial]], CURVE_COLUMNS)
+        return _only(_frame([point for trial in sorted(curves) for point in curves[trial]], CURVE_COLUMNS), columns)
     if not path.is_file():
         return None
-    frame = _read_frame(path)
+    frame = _read_frame(path, columns)
     _require(frame, path, ("trial_id", "epoch", "val_acc"))
     if tail is not None:
-        frame = _with_tail(frame, tail, [p for trial in sorted(tail.curves) for p in tail.curves[trial]],
-                           CURVE_COLUMNS)
+        frame = _only(_with_tail(frame, tail, [p for trial in sorted(tail.curves) for p in tail.curves[trial]],
+                                 CURVE_COLUMNS), columns)
     return frame
 

@@ -12,6 +12,11 @@ the folder (its local Ray session), so that whoever takes over after a
 kill -9 can stop what the killed writer left running. The body is rewritten
 in place: renaming a new file over the lock file would swap the locked inode.
 A writer that ends normally deletes the file.
+
+The lock file sits in a folder that may come from anywhere, so its record of
+a Ray (`RayRecord`) names processes by what cannot be forged onto another
+process: each PID with its start time and the boot it started in. Whoever
+takes over stops only those still matching (search._ray.stop_ray_left_by).
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ import errno
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ._layout import RunFolder
 from ._untrusted import MAX_LOCK_BYTES, RunFolderError, open_regular, parse_json
@@ -40,6 +46,85 @@ class RunFolderBusy(RunFolderError):
     """Another writer that is still running holds the run folder."""
 
 
+# Ray names a session's folder session_<date>_<time>_<microseconds>_<PID of the process that started it>
+# (ray/_private/node.py); a record whose folder has another shape, or another PID than its driver's, is not one
+# a driver of ours wrote.
+_SESSION_NAME = re.compile(r"session_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d{1,6}_([1-9]\d{0,9})")
+_NODE_ID = re.compile(r"[0-9a-f]{56}")  # Ray's NodeID.hex(): 28 bytes
+_BOOT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # /proc/sys/kernel/random/boot_id
+# A local Ray starts about ten programs at ray.init; more is not a record of ours.
+MAX_RECORDED_PROCESSES = 256
+
+
+def session_pid(session_dir: str) -> int | None:
+    """The PID that started the Ray session of `session_dir` (an absolute, normalised path of Ray's shape); None if
+    it is not one."""
+    if not isinstance(session_dir, str) or not os.path.isabs(session_dir) \
+            or os.path.normpath(session_dir) != session_dir:
+        return None
+    match = _SESSION_NAME.fullmatch(os.path.basename(session_dir))
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class RecordedProcess:
+    """A process as the kernel tells it apart from a later one with its PID: the PID and its start time."""
+
+    pid: int
+    start: int  # field 22 of /proc/PID/stat: clock ticks from boot to the process's start
+
+    @classmethod
+    def from_value(cls, value: Any) -> "RecordedProcess":
+        if not (isinstance(value, Sequence) and len(value) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+            raise ValueError(f"expected [pid, start], two positive integers; got {value!r}"[:200])
+        return cls(pid=value[0], start=value[1])
+
+
+@dataclass(frozen=True)
+class RayRecord:
+    """The lock body's `ray`: the local Ray a driver started, as search._ray.local_ray_record writes it."""
+
+    session_dir: str            # Ray's session folder; its name ends with the driver's PID
+    node_id: str                # the node's id (hex), which Ray puts in its workers' environment
+    boot_id: str                # the boot the PIDs' start times count from: after a reboot they name no one
+    uid: int                    # the user the driver ran as
+    driver: RecordedProcess     # the driver that started that Ray (and wrote this lock)
+    processes: tuple[RecordedProcess, ...] = ()  # the programs ray.init started (gcs_server, raylet, ...)
+
+    @classmethod
+    def from_dict(cls, document: Any) -> "RayRecord":
+        """The record from the lock's JSON; ValueError naming what is not of the shape a driver writes."""
+        if not isinstance(document, Mapping):
+            raise ValueError("not a JSON object")
+        session_dir, node_id, boot_id, uid = (document.get(k) for k in ("session_dir", "node_id", "boot_id", "uid"))
+        if session_pid(session_dir) is None:
+            raise ValueError(f"session_dir {session_dir!r} is not an absolute path to a Ray session folder "
+                             f"(.../session_YYYY-MM-DD_HH-MM-SS_<microseconds>_<PID>)"[:300])
+        if not (isinstance(node_id, str) and _NODE_ID.fullmatch(node_id)):
+            raise ValueError(f"node_id {node_id!r} is not a Ray node id (56 hex digits)"[:200])
+        if not (isinstance(boot_id, str) and _BOOT_ID.fullmatch(boot_id)):
+            raise ValueError(f"boot_id {boot_id!r} is not a boot id"[:200])
+        if not (isinstance(uid, int) and not isinstance(uid, bool) and uid >= 0):
+            raise ValueError(f"uid {uid!r} is not a user id"[:200])
+        processes = document.get("processes")
+        if not (isinstance(processes, list) and len(processes) <= MAX_RECORDED_PROCESSES):
+            raise ValueError(f"processes: expected a list of at most {MAX_RECORDED_PROCESSES} [pid, start] pairs")
+        record = cls(session_dir=session_dir, node_id=node_id, boot_id=boot_id, uid=uid,
+                     driver=RecordedProcess.from_value(document.get("driver")),
+                     processes=tuple(RecordedProcess.from_value(p) for p in processes))
+        if record.driver.pid != session_pid(session_dir):
+            raise ValueError(f"session_dir {session_dir!r} was started by PID {session_pid(session_dir)}, not by "
+                             f"the driver PID {record.driver.pid}"[:300])
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object the lock body holds under `ray`."""
+        return {"session_dir": self.session_dir, "node_id": self.node_id, "boot_id": self.boot_id, "uid": self.uid,
+                "driver": [self.driver.pid, self.driver.start],
+                "processes": [[p.pid, p.start] for p in self.processes]}
+
+
 @dataclass(frozen=True)
 class LockBody:
     """The lock file's body: who holds (or last held) the run folder, and what it started outside it."""
@@ -48,7 +133,7 @@ class LockBody:
     host: str = "?"
     started: str = "?"           # ISO 8601, UTC
     command: str = ""
-    ray: dict[str, Any] = field(default_factory=dict)  # search._ray.local_ray_record(): session_dir, node_id, pids
+    ray: dict[str, Any] = field(default_factory=dict)  # RayRecord.to_dict(), read through RayRecord.from_dict
 
     @classmethod
     def from_dict(cls, document: Mapping[str, Any]) -> "LockBody":
@@ -105,6 +190,7 @@ class RunFolderLock:
         self.create = create
         self.created_folder = False
         self.previous: dict[str, Any] | None = None
+        self.previous_uid: int | None = None  # who owns the lock file a dead holder left (its body is theirs)
         self.note: str | None = None
         self.body: dict[str, Any] = {}
         self._fd: int | None = None
@@ -206,6 +292,7 @@ class RunFolderLock:
         if not body:
             return
         self.previous = body
+        self.previous_uid = os.fstat(self._fd).st_uid
         where = "" if body.get("host") == socket.gethostname() else " (another host; its lock is no longer held)"
         self.note = (f"{self.folder.path} was left locked by {holder_text(body)}{where}, which is no "
                      f"longer running; taking the lock over")

@@ -22,6 +22,13 @@ from ._mapping import RunFolderError, _read_mapping
 # The smallest accuracy difference worth resolving (a fraction: 0.01 = 1 percentage point), unless the study sets
 # report.target_effect; the report's power analysis plans seeds for it.
 DEFAULT_TARGET_EFFECT = 0.01
+# The smallest target effect a study may set: 0.0001 = 0.01 pp, one image of a 10,000-image test set (CIFAR's) and 5
+# of ImageNet's 50,000. A smaller difference is below what a test set measures; asked for, it only makes the power
+# analysis look for a seed count no study would run.
+MIN_TARGET_EFFECT = 1e-4
+TARGET_EFFECT_RULE = (f"a fraction strictly between 0 and 1, at least {MIN_TARGET_EFFECT:g} (0.01 = 1 pp; "
+                      f"{MIN_TARGET_EFFECT:g} = 0.01 pp, one image of a 10,000-image test set, is the smallest "
+                      "difference a test set measures)")
 # search.scheduler when the study names none.
 NO_SCHEDULER = "none"
 # search.asha when the study leaves a setting out (the study schema's defaults, and the report's for such a
@@ -105,10 +112,15 @@ class StudyRecord:
         value = self.section("report").get("target_effect")
         if value is None:
             return DEFAULT_TARGET_EFFECT
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
-            raise RunFolderError(f"{self.path}: report.target_effect: got {value!r}; allowed: a fraction strictly "
-                                 f"between 0 and 1 (0.01 = 1 pp)")
+        if not is_target_effect(value):
+            raise RunFolderError(f"{self.path}: report.target_effect: got {value!r}; allowed: {TARGET_EFFECT_RULE}")
         return float(value)
+
+
+def is_target_effect(value: Any) -> bool:
+    """Whether `value` may be a target effect: a number in [MIN_TARGET_EFFECT, 1) (see TARGET_EFFECT_RULE)."""
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
+            and MIN_TARGET_EFFECT <= float(value) < 1.0)
 
 
 def read_study_record(run_dir: str | Path) -> StudyRecord | None:

@@ -14,8 +14,10 @@
   a Ray head on that port costs that one try, about 40 s (Ray's GCS client
   timeouts, fixed when Ray is imported), and Ray logs its own lines then.
 - **After a kill -9** of a driver, the local Ray it started outlives it for a
-  while. `local_ray_record` notes that Ray (session folder, node id, PIDs) in
-  the run folder's lock; `stop_ray_left_by` stops exactly those processes.
+  while. `local_ray_record` notes that Ray in the run folder's lock (session
+  folder, node id, and each process by PID and start time, with the boot);
+  `stop_ray_left_by` stops those still matching, and nothing for a lock of
+  another host, boot or user, or one not of a driver's shape.
 """
 
 from __future__ import annotations
@@ -194,37 +196,73 @@ def shutdown_ray() -> None:
 
 # ------------------------------------------------------- after a kill -9
 def local_ray_record() -> dict[str, Any]:
-    """What the local Ray this driver started is made of: its session folder, node id and process PIDs."""
+    """What the local Ray this driver started is made of, as `runfolder.RayRecord`: its session folder and node id,
+    and this driver and each process ray.init started by PID and start time (empty when joining a cluster)."""
     import ray
+
+    import runfolder
 
     node = getattr(ray._private.worker, "_global_node", None)
     if node is None or not getattr(node, "head", False):  # joined a cluster: none of it is this driver's
         return {}
     pids = sorted({info.process.pid for infos in getattr(node, "all_processes", {}).values()
                    for info in infos if getattr(info, "process", None) is not None})
-    return {"session_dir": str(node.get_session_dir_path()), "node_id": str(node.node_id), "pids": pids}
+    started = {pid: _start_time(pid) for pid in [os.getpid(), *pids]}
+    boot_id = _boot_id()
+    if boot_id is None or None in started.values():  # no /proc: nothing a later driver could check
+        return {}
+    processes = tuple(runfolder.RecordedProcess(pid, started[pid]) for pid in pids)
+    return runfolder.RayRecord(session_dir=str(node.get_session_dir_path()), node_id=str(node.node_id),
+                               boot_id=boot_id, uid=os.getuid(),
+                               driver=runfolder.RecordedProcess(os.getpid(), started[os.getpid()]),
+                               processes=processes[:runfolder.MAX_RECORDED_PROCESSES]).to_dict()
 
 
-def stop_ray_left_by(holder: dict[str, Any] | None) -> int:
+def ray_left_by(holder: dict[str, Any] | None, written_by: int | None = None) -> Any:
+    """The `runfolder.RayRecord` of the local Ray a dead driver left, as its lock records it; None when that lock
+    may not stop anything here.
+
+    The lock is a file in a folder that may come from anywhere. Its record
+    counts only when it is of this host, this boot and this user (the lock
+    file's owner `written_by` and the recorded uid), of the shape a driver
+    writes (Ray's session folder, ending with the driver's PID), and its
+    driver is not running.
+    """
+    import runfolder
+
+    record = (holder or {}).get("ray")
+    if not record or holder.get("host") != socket.gethostname() or not Path("/proc").is_dir():
+        return None
+    if written_by is not None and written_by != os.getuid():
+        return None
+    try:
+        ray = runfolder.RayRecord.from_dict(record)
+    except ValueError:
+        return None
+    if ray.uid != os.getuid() or ray.boot_id != _boot_id() or holder.get("pid") != ray.driver.pid:
+        return None
+    if _start_time(ray.driver.pid) == ray.driver.start:  # the driver runs: its Ray is not left behind
+        return None
+    return ray
+
+
+def stop_ray_left_by(holder: dict[str, Any] | None, written_by: int | None = None) -> int:
     """Stop what remains of the local Ray that a dead driver recorded in its lock; the number of processes stopped.
 
-    A process is stopped only when it is this user's and is part of that Ray:
-    a program of the Ray package whose command line names the session folder,
-    or a process whose environment names the node id (Ray's agents and
-    workers, whose command lines are rewritten), or a descendant of one.
-    Nothing is done for another host.
+    A process is stopped only when the record counts (`ray_left_by`) and the
+    process is one it names, by PID and start time, that is still a Ray
+    program of that session (its command line holds Ray's package folder and
+    the session folder, or its environment the node id), or a descendant of
+    one started after it. PIDs are reused: a PID alone names no one.
     """
-    record = (holder or {}).get("ray")
-    if not isinstance(record, dict) or holder.get("host") != socket.gethostname():
-        return 0
-    session_dir, node_id = str(record.get("session_dir") or ""), str(record.get("node_id") or "")
-    if not (session_dir or node_id) or not Path("/proc").is_dir():
+    ray_record = ray_left_by(holder, written_by)
+    if ray_record is None:
         return 0
     import ray
 
     ray_dir = str(Path(ray.__file__).parent)
     # Found again while they stop: a raylet in its last moments may still start a worker.
-    left = _parts_of(session_dir, node_id, ray_dir)
+    left = _parts_of(ray_record, ray_dir)
     stopped: set[int] = set()
     deadline = time.monotonic() + _STOP_GRACE_S
     while left and time.monotonic() < deadline:
@@ -232,7 +270,7 @@ def stop_ray_left_by(holder: dict[str, Any] | None) -> int:
             _signal(pid, signal.SIGTERM)
         stopped |= left
         time.sleep(0.2)
-        left = _parts_of(session_dir, node_id, ray_dir)
+        left = _parts_of(ray_record, ray_dir)
     for pid in left:
         _signal(pid, signal.SIGKILL)
     stopped |= left
@@ -244,24 +282,46 @@ def stop_ray_left_by(holder: dict[str, Any] | None) -> int:
     return len(stopped)
 
 
-def _parts_of(session_dir: str, node_id: str, ray_dir: str) -> set[int]:
-    """The live processes of this user that are part of that Ray (see stop_ray_left_by), not this one or its own."""
+def _parts_of(record: Any, ray_dir: str) -> set[int]:
+    """The live processes of that Ray (see stop_ray_left_by), not this one or its own."""
     mine = _processes_of_this_user()
-    found = {pid for pid in mine if _is_part_of(pid, session_dir, node_id, ray_dir)}
+    found = {p.pid for p in record.processes
+             if p.pid in mine and mine[p.pid][1] == p.start and _is_part_of(p.pid, record, ray_dir)}
     children: dict[int, list[int]] = {}
-    for pid, parent in mine.items():
+    for pid, (parent, _) in mine.items():
         children.setdefault(parent, []).append(pid)
     stack = list(found)
     while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
+        parent = stack.pop()
+        for child in children.get(parent, []):
+            if child not in found and mine[child][1] >= mine[parent][1]:  # an older one is not its child
                 found.add(child)
                 stack.append(child)
     return {pid for pid in found - _this_process_and_ancestors() if _exists(pid)}
 
 
-def _processes_of_this_user() -> dict[int, int]:
-    """pid -> parent pid of every process of this user (Linux /proc)."""
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _start_time(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat); None when it does not run."""
+    try:
+        return int(_stat_fields(pid)[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _processes_of_this_user() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, start time) of every process of this user (Linux /proc)."""
     found = {}
     uid = os.getuid()
     for entry in os.scandir("/proc"):
@@ -270,21 +330,20 @@ def _processes_of_this_user() -> dict[int, int]:
         try:
             if entry.stat().st_uid != uid:
                 continue
-            stat = Path(entry.path, "stat").read_text()
-            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            fields = _stat_fields(int(entry.name))
+            found[int(entry.name)] = (int(fields[1]), int(fields[19]))
         except (OSError, ValueError, IndexError):
             continue
     return found
 
 
-def _is_part_of(pid: int, session_dir: str, node_id: str, ray_dir: str) -> bool:
+def _is_part_of(pid: int, record: Any, ray_dir: str) -> bool:
     """True for a Ray program run for that session (not, say, a `tail -f` of its logs), or a process of that node."""
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if session_dir and session_dir.encode() in command and ray_dir.encode() in command:
+        if record.session_dir.encode() in command and ray_dir.encode() in command:
             return True
-        return bool(node_id) and f"RAY_NODE_ID={node_id}".encode() in \
-            Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return f"RAY_NODE_ID={record.node_id}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
 
@@ -294,7 +353,7 @@ def _this_process_and_ancestors() -> set[int]:
     while pid > 1 and pid not in pids:
         pids.add(pid)
         try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            pid = int(_stat_fields(pid)[1])
         except (OSError, ValueError, IndexError):
             break
     return pids
@@ -303,7 +362,7 @@ def _this_process_and_ancestors() -> set[int]:
 def _exists(pid: int) -> bool:
     """True while `pid` runs (a zombie, dead but not yet reaped, does not count)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return _stat_fields(pid)[0] != "Z"
     except (OSError, IndexError):
         return False
 

@@ -172,14 +172,41 @@ class Recorder:
         driver killed between the two leaves a folder whose row says it has
         none. The cells are set from the folders on disk (and, with a top-k
         to keep, the folders outside it go), as after any finished trial.
+        The folders of trials that never got a complete row go first
+        (`_prune_orphans`).
         """
         folder = self.tables.folder
+        self._prune_orphans()
         if self.keep_checkpoints >= 0:
             self._prune_checkpoints("")
             return
         for trial, row in self.tables.rows.items():
             if row.get("status") == "complete" and folder.checkpoint_of(trial).is_dir():
                 self.tables.keep_checkpoint(trial, runfolder.checkpoint_cell(trial))
+
+    def _prune_orphans(self) -> None:
+        """Remove the checkpoints/ folders of trials without a complete row: what trials in flight left when killed.
+
+        Only as a resumed run starts, before any trial runs: during a run a
+        trial writes its folder before its row exists. Only real folders
+        inside the run folder go; a link (checkpoints/ itself or an entry) is
+        left, never followed, as is a file.
+        """
+        folder = self.tables.folder
+        checkpoints = folder.checkpoints
+        if (checkpoints.is_symlink() or not checkpoints.is_dir()
+                or checkpoints.resolve().parent != folder.path.resolve()):
+            return
+        orphans = []
+        for path in sorted(checkpoints.iterdir()):
+            row = self.tables.rows.get(path.name)
+            if (row is None or row.get("status") != "complete") and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # does not follow the links inside it
+                orphans.append(path.name)
+        if orphans:
+            shown = ", ".join(orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
+            print(f"resume: removed {len(orphans)} checkpoint folder(s) of trials without a complete row (interrupted "
+                  f"or failed): {shown}", file=self.out, flush=True)
 
     def _prune_checkpoints(self, finished: str) -> None:
         """Keep the weights of the top-k trials in the run-folder ranking (`finished` just completed)."""

@@ -52,16 +52,38 @@ def take_run_lock(run_dir: Path, out: TextIO) -> runfolder.RunFolderLock:
     except runfolder.RunFolderError as error:
         raise RunError(str(error)) from None
     if lock.note:
-        stopped = stop_ray_left_by(lock.previous)
+        stopped = stop_ray_left_by(lock.previous, written_by=lock.previous_uid)
         left = f"; stopped {stopped} process(es) of the local Ray it left running" if stopped else ""
         print(f"note: {lock.note}{left}", file=out)
     return lock
 
 
-# What a start writes before run.json (the runner: study.yaml, then a fixed run's plans.json, then run.json),
-# besides the lock. A driver stopped in between leaves only these, and nothing was computed: a new start may
-# take the folder, and a --resume has nothing to continue.
-_WRITTEN_BEFORE_RUN_JSON = frozenset({runfolder.LOCK, runfolder.STUDY_YAML, runfolder.PLANS_JSON})
+# What a start writes before run.json (the runner: study.yaml, then a fixed run's plans.json, then the Optuna
+# storage's tables, then run.json, the folder's birth marker), besides the lock. A driver stopped in between (a
+# kill, a full disk) leaves only these, and nothing was computed: a new start may take the folder, and a --resume
+# has nothing to continue.
+_SQLITE_SIDE_FILES = tuple(runfolder.STUDY_DB + suffix for suffix in ("-journal", "-wal", "-shm"))
+_WRITTEN_BEFORE_RUN_JSON = frozenset({runfolder.LOCK, runfolder.STUDY_YAML, runfolder.PLANS_JSON, runfolder.STUDY_DB,
+                                      *_SQLITE_SIDE_FILES})
+
+
+def clear_half_made_start(study: space.Study, folder: runfolder.RunFolder, out: TextIO) -> None:
+    """Delete the study.db a start that stopped before run.json left (check_run_dir allowed the folder), so that
+    this start makes it whole; one whose Optuna study holds trials is refused, never deleted."""
+    if study.search.storage or not folder.study_db.exists():
+        return
+    try:
+        trials = stored_trials(study, folder)
+    except RunError:
+        trials = None  # half-made (a full disk stopped SQLite), or not Optuna's: no run began with it
+    if trials:
+        raise RunError(f"{folder.study_db}: holds {len(trials)} trial(s) of {study.name!r} but the folder has no "
+                       f"{runfolder.RUN_JSON}; restore {runfolder.RUN_JSON} and --resume, or move {folder.study_db} "
+                       f"away to start afresh")
+    for name in (runfolder.STUDY_DB, *_SQLITE_SIDE_FILES):
+        (folder.path / name).unlink(missing_ok=True)
+    print(f"note: {folder.path}: an earlier start stopped before {runfolder.RUN_JSON} (no trial ran); starting "
+          f"it afresh", file=out)
 
 
 def check_run_dir(study: space.Study, run_dir: Path, resume: bool) -> runfolder.RunInfo | None:

@@ -25,7 +25,9 @@ a spec needs (an even deep stem, a grouped bottleneck's inner width divisible
 by `groups`). A point already within `tolerance` of its target is left as it
 is, so a level that costs what its reference costs (shortcut none vs A) keeps
 the reference's widths. Where nothing reaches the tolerance, the closest is
-kept and its gap recorded; the dry run flags it.
+kept and its gap recorded; the dry run flags it. A fixed `to` that no point can
+reach with its knob anywhere in its range (`reach`) is refused at load, naming
+the nearest cost that can be matched.
 
 `width_multiplier` scales the stem and every stage width by m. Rounding each
 width to its nearest integer moves a narrow stage by a large step (16 -> 15
@@ -57,6 +59,9 @@ SIZE_FIELDS = ("blocks_per_stage", "width_multiplier", "stem_width", "depth", "w
 KNOB_RANGE = 8.0
 # Bisection steps over a real-valued knob: [m / 8, 8 m] halved 30 times is far finer than a channel.
 BISECTION_STEPS = 30
+# Knob values a reach is measured at, from the bottom of the knob's range to the top: only where the end
+# itself makes no valid network (a width past the largest a spec allows) is the next one tried.
+REACH_STEPS = 8
 # Stem widths measured on each side of the crossing (a projection shortcut appears or
 # vanishes where the stem width equals the first stage's, so cost is not quite monotone there).
 STEM_WINDOW = 4
@@ -307,6 +312,28 @@ def _edited(base: Mapping[str, Any], edit: Edit) -> ArchSpec | None:
         return ArchSpec.from_dict({**base, **edit})
     except SpecError:
         return None
+
+
+def reach(knob: Knob, base: ArchSpec, current: float, cost: Callable[[ArchSpec], float]) -> tuple[float, float] | None:
+    """(least, most) that the networks the knob makes of `base` within its bounds cost; None if it makes none.
+
+    Cost grows with the knob, so the least is at the lowest value that makes a valid
+    network and the most at the highest: a fixed `to` outside every point's reach
+    can be refused before any trial, with the nearest cost that can be matched.
+    """
+    fields = base.to_dict()
+    low, high = knob.bounds(base, current)
+    ladder = [low * (high / low) ** (step / REACH_STEPS) for step in range(REACH_STEPS + 1)]
+
+    def first_cost(values: list[float]) -> float | None:
+        for value in values:
+            spec = _edited(fields, knob.at(base, value))
+            if spec is not None:
+                return cost(spec)
+        return None
+
+    least, most = first_cost(ladder), first_cost(ladder[::-1])
+    return None if least is None or most is None else (least, most)
 
 
 def solve(knob: Knob, base: ArchSpec, unmatched: ArchSpec, current: float, cost: Callable[[ArchSpec], float],

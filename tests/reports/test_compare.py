@@ -230,3 +230,20 @@ def test_two_real_smoke_runs_that_differ_in_lr_compare_in_a_browser(smoke_run, c
     assert seen["keyed"]["differs.study.yaml.train.lr"] == "train.lr"
     assert seen["keyed"]["pooled.smoke_lr05.n"] == "4"  # 2 shortcuts x seeds 0 and 1, trained in both
     assert np.isfinite(float(seen["keyed"]["pooled.smoke_lr05.diff"]))
+
+
+def test_a_trial_id_twice_in_a_results_table_is_read_once_with_a_warning(lr_runs, tmp_path):
+    import runfolder
+
+    run_dir = tmp_path / "smoke_lr05"
+    shutil.copytree(lr_runs[1], run_dir, ignore=shutil.ignore_patterns("report*", "trials.jsonl"))
+    frame = pd.read_parquet(run_dir / "results.parquet")
+    stale = frame.iloc[[0]].assign(val_acc_best=0.01, test_acc=0.01)  # an earlier row of trial_0000
+    pd.concat([stale, frame], ignore_index=True).to_parquet(run_dir / "results.parquet")
+    with pytest.warns(runfolder.RunFolderNote, match="1 row.s. repeat the trial id of a later row .trial_0000."):
+        read = runfolder.read_results(run_dir)
+    assert read["trial_id"].is_unique and len(read) == len(frame)
+    assert read.set_index("trial_id").loc["trial_0000", "test_acc"] == frame.loc[0, "test_acc"]
+    with pytest.warns(runfolder.RunFolderNote):
+        joined = compare_runs([lr_runs[0], run_dir]).pairs
+    assert len(joined) == len(frame) and 0.01 not in set(joined["test_acc_run"])

@@ -465,3 +465,27 @@ def test_where_factors_interact_the_answer_leads_with_the_simple_effects(interac
     # Without an interaction the pooled lines come first and carry no such mark.
     plain = glance(build_report(main_effect_run).read_text(encoding="utf-8"))
     assert not any(line.startswith("Interaction: ") or line.startswith("Pooled across") for line in plain)
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_interaction_anova_from_cell_sums_matches_anova_lm_on_an_unbalanced_design(blocked):
+    # A covariate, unequal cells, a block missing from some cells: the cell-sum ANOVA that replaced the design
+    # matrix (issue 25: 10^6 trials over 10^4 seeds) must still be statsmodels' Type II table.
+    from statsmodels.formula.api import ols
+    from statsmodels.stats.anova import anova_lm
+
+    from reports._factorial import interaction_anova
+
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame({"a": rng.choice(["x", "y", "z"], n), "b": rng.choice(["20", "32", "44", "56"], n, p=[.4, .3, .2, .1]),
+                          "c": rng.choice(["p", "q"], n), "seed": rng.integers(0, 12, n).astype(str)})
+    frame["y"] = 0.8 + 0.01 * (frame["a"] == "y") * (frame["b"] == "56") + rng.normal(0, 0.01, n)
+    formula = "y ~ C(a) * C(b) + C(c)" + (" + C(seed)" if blocked else "")
+    expected = anova_lm(ols(formula, frame).fit(), typ=2)
+    mine = interaction_anova(frame["y"].to_numpy(), frame["a"].to_numpy(), frame["b"].to_numpy(), [frame["c"].to_numpy()],
+                             frame["seed"].to_numpy() if blocked else None)
+    assert mine.statistic == pytest.approx(expected.loc["C(a):C(b)", "F"], rel=1e-9)
+    assert mine.p_value == pytest.approx(expected.loc["C(a):C(b)", "PR(>F)"], rel=1e-9)
+    assert mine.ss_residual == pytest.approx(expected.loc["Residual", "sum_sq"], rel=1e-9)
+    assert (mine.df_num, mine.df_resid) == (expected.loc["C(a):C(b)", "df"], expected.loc["Residual", "df"])

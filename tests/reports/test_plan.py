@@ -56,6 +56,7 @@ def test_plan_cli_runs_as_a_module(grid_run):
 
 @pytest.mark.parametrize("args,expected", [
     (["--effect", "2"], ["--effect: got 2.0", "strictly between 0 and 1"]),
+    (["--effect", "1e-12"], ["--effect: got 1e-12", "at least 0.0001"]),  # searched for minutes before
     (["--power", "abc"], ["--power", "invalid float value"]),
     (["--power", "1"], ["--power: got 1.0"]),
 ])

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from reports import ReportError, build_report, load_run
-from reports._power import DEFAULT_TARGET_EFFECT, minimum_detectable_effect, seed_plan, seeds_needed, target_effect
+from reports import _power
+from reports._power import (DEFAULT_TARGET_EFFECT, MAX_SEEDS, minimum_detectable_effect, seed_plan, seeds_needed,
+                            target_effect)
+from space import StudyError, study_from_dict
 
 ALPHA, POWER = 0.05, 0.8
 Z_ALPHA, Z_POWER = stats.norm.ppf(1 - ALPHA / 2), stats.norm.ppf(POWER)
@@ -49,6 +53,70 @@ def test_seeds_needed_agrees_with_the_textbook_formula(effect, sd, paired):
 
 
 @pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("effect,sd", CASES)
+def test_seeds_needed_matches_statsmodels_solve_power(effect, sd, paired):
+    """Where n is small, the closed-form bracket and the bisection give statsmodels' own n, rounded up."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    analysis = TTestPower() if paired else TTestIndPower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        solved = float(np.squeeze(analysis.solve_power(effect_size=effect / sd, alpha=ALPHA, power=POWER)))
+    if math.isnan(solved):  # its root finder gives up on a large effect, which 2 or 3 seeds detect
+        assert seeds_needed(effect, sd, paired) <= 3
+    else:
+        assert seeds_needed(effect, sd, paired) == max(2, math.ceil(solved - 1e-9))
+
+
+class _CountedPower:
+    """_power, counted; it stops the test, rather than running for minutes, past `limit` evaluations."""
+
+    def __init__(self, limit: int) -> None:
+        self.calls, self.limit, self.power = 0, limit, _power._power
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls > self.limit:
+            raise AssertionError(f"more than {self.limit} power evaluations for one seed count")
+        return self.power(*args)
+
+
+# The issue's --effect 1e-12 searched for minutes; the others straddle MAX_SEEDS and the smallest answers.
+BOUNDED = [(1e-12, 0.01), (1e-9, 0.05), (1e-4, 0.5), (0.001, 0.036), (0.001, 0.035), (0.01, 0.01), (0.05, 0.001)]
+
+
+@pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("effect,sd", BOUNDED)
+def test_seeds_needed_takes_a_bounded_number_of_power_evaluations(monkeypatch, effect, sd, paired):
+    counted = _CountedPower(limit=2 * math.ceil(math.log2(MAX_SEEDS)) + 4)
+    monkeypatch.setattr(_power, "_power", counted)
+    monkeypatch.setattr(_power, "_solve_power", lambda *args, **kwargs: pytest.fail("an unbounded root search"))
+    n = seeds_needed(effect, sd, paired)
+    assert math.isnan(n) or 2 <= n <= MAX_SEEDS
+    if math.isnan(n):  # "more than MAX_SEEDS" is an answer: the noncentral t agrees
+        assert _exact_power(effect / sd, MAX_SEEDS, paired) < POWER
+    else:
+        assert _exact_power(effect / sd, int(n), paired) >= POWER
+
+
+def test_a_tiny_effect_is_more_than_max_seeds_in_the_sentence(grid_run):
+    plan = seed_plan(load_run(grid_run), effect=1e-4)
+    row = next(plan.table.itertuples())
+    row = row._replace(sd_diff=0.05, seeds_needed=seeds_needed(1e-4, 0.05, row.paired))
+    assert f"more than {MAX_SEEDS:,} seeds per level" in _power.plan_sentence(row, None, plan)
+
+
+@pytest.mark.parametrize("value", [1e-300, 0.0, 1.0, 5e-5])
+def test_study_refuses_a_target_effect_out_of_range_at_load(value):
+    with pytest.raises(StudyError) as caught:
+        study_from_dict({"name": "t", "question": "q", "space": {"base": "cifar_resnet20"},
+                         "report": {"target_effect": value}})
+    message = str(caught.value)
+    assert f"report.target_effect: out of range; got {value!r}; allowed: a fraction strictly between 0 and 1, " \
+           "at least 0.0001" in message
+
+
+@pytest.mark.parametrize("paired", [True, False])
 @pytest.mark.parametrize("n", [3, 5, 12, 40])
 def test_minimum_detectable_effect_has_exactly_the_power(n, paired):
     sd = 0.007
@@ -83,7 +151,7 @@ def test_target_effect_comes_from_study_yaml(grid_run, copy_run):
     assert target_effect(load_run(run_dir))[0] == DEFAULT_TARGET_EFFECT
 
 
-@pytest.mark.parametrize("value", ["1.5", "0", "'half'", "true"])
+@pytest.mark.parametrize("value", ["1.5", "0", "'half'", "true", "1e-300", "0.00009"])
 def test_bad_target_effect_names_file_field_and_rule(grid_run, copy_run, value):
     run_dir = copy_run(grid_run)
     (run_dir / "study.yaml").write_text(f"report:\n  target_effect: {value}\n")

@@ -267,3 +267,79 @@ def test_corrupt_run_json_is_named(grid_run, copy_run):
     (run_dir / "run.json").write_text("{not json")
     with pytest.raises(ReportError, match=re.escape(str(Path(run_dir) / "run.json")) + ": not readable JSON"):
         load_run(run_dir)
+
+
+# A level that fails to parse as mathtext, one with an escaped dollar, one that parses (and would be drawn in italics).
+MATHTEXT_LEVELS = ["$\\frac{a$", "a\\$b", "$x$"]
+
+
+def test_dollar_signs_in_user_text_are_drawn_as_written(tmp_path, monkeypatch):
+    import synthetic_run as synthetic
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    drawn: list[tuple[str, bool]] = []
+    save = Figure.savefig
+
+    def record(figure, *args, **kwargs):
+        result = save(figure, *args, **kwargs)  # texts as drawn, tick labels included
+        drawn.extend((text.get_text(), text.get_parse_math()) for text in figure.findobj(Text))
+        return result
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    trials = synthetic.grid_trials({"$v$ariant": MATHTEXT_LEVELS}, [0, 1])
+    results, curves = synthetic.build_results(trials, epochs=2)
+    info = synthetic.run_info("$cost$ of $\\alpha", {"$v$ariant": {"levels": MATHTEXT_LEVELS, "reference": "$x$"}},
+                              trials=len(trials), question="Is $x$ worth $5?", seeds=[0, 1])
+    page = build_report(synthetic.write_run(tmp_path / "run", results, info, curves)).read_text(encoding="utf-8")
+    assert "Is $x$ worth $5?" in page
+    with_user_text = [(text, parse_math) for text, parse_math in drawn
+                      if "$v$ariant" in text or any(level in text for level in MATHTEXT_LEVELS)]
+    assert with_user_text and all(not parse_math for _, parse_math in with_user_text), with_user_text
+
+
+@pytest.mark.parametrize("text", MATHTEXT_LEVELS + ["\\$", "$$", "50% of C:\\runs\\$HOME"])
+def test_literal_text_draws_like_text_without_mathtext(text):
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from reports._figures import literal
+
+    def pixels(label: str, parse_math: bool) -> np.ndarray:
+        figure = Figure(figsize=(3, 0.5), dpi=50)
+        canvas = FigureCanvasAgg(figure)
+        figure.text(0.01, 0.3, label, parse_math=parse_math)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba()).copy()
+
+    assert np.array_equal(pixels(literal(text), True), pixels(text, False))
+
+
+def test_importance_tick_labels_with_dollar_signs_are_drawn():
+    from reports._figures import importance_figure
+
+    table = pd.DataFrame({"param": ["$\\frac{a$", "train.lr"], "share": [0.7, 0.3]})
+    assert importance_figure(table).startswith("data:image/png;base64,")
+
+
+def test_csv_text_that_a_spreadsheet_would_run_is_written_as_text(grid_run, copy_run):
+    run_dir = copy_run(grid_run)
+    frame = pd.read_parquet(run_dir / "results.parquet")
+    frame.loc[frame["status"] == "failed", "error"] = '=HYPERLINK("http://x","click")'
+    frame.to_parquet(run_dir / "results.parquet")
+    build_report(run_dir)
+    failures = (run_dir / "report_tables" / "failed.csv").read_text(encoding="utf-8")
+    assert "'=HYPERLINK" in failures and ",=HYPERLINK" not in failures and '"=HYPERLINK' not in failures
+    numbers = pd.read_csv(run_dir / "report_tables" / "ablation.csv")
+    assert (numbers.select_dtypes("number") < 0).any().any()  # negative numbers stay numbers
+
+
+def test_spreadsheet_text_leaves_numbers_and_plain_text():
+    from reports._csv_folder import spreadsheet_frame
+
+    frame = pd.DataFrame({"text": ["-0.5", "+1.2", "-", "@SUM(A1)", "plain", None], "number": [-1.0] * 6,
+                          "=cmd": ["a"] * 6})
+    safe = spreadsheet_frame(frame)
+    assert list(safe["text"])[:5] == ["-0.5", "+1.2", "'-", "'@SUM(A1)", "plain"] and safe["text"].isna().iloc[5]
+    assert list(safe.columns) == ["text", "number", "'=cmd"] and list(safe["number"]) == [-1.0] * 6

@@ -125,6 +125,45 @@ def test_record_rewrites_the_body_in_place(tmp_path: Path) -> None:
         assert os.stat(lock.path).st_ino == inode  # a rename would have swapped the locked file
 
 
+@pytest.mark.parametrize("session_dir, allowed", [
+    ("/tmp/ray/session_2026-11-25_14-52-09_877410_4242", True),
+    ("/tmp", False),  # a short string: would match any command line under /tmp
+    ("tmp/ray/session_2026-11-25_14-52-09_877410_4242", False),  # relative
+    ("/tmp/ray/../ray/session_2026-11-25_14-52-09_877410_4242", False),  # not normalised
+    ("/tmp/ray/session_latest", False),  # Ray's link to the newest session: whichever that is
+    ("/tmp/ray/session_2026-11-25_14-52-09_877410_4243", False),  # started by another PID than the driver
+    ("/tmp/ray/session_2026-11-25_14-52-09_877410_4242/logs", False),
+])
+def test_a_ray_record_names_a_session_folder_of_rays_shape_started_by_its_driver(session_dir: str,
+                                                                                 allowed: bool) -> None:
+    document = {"session_dir": session_dir, "node_id": "ab" * 28, "uid": 1000,
+                "boot_id": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "driver": [4242, 100], "processes": [[4300, 120]]}
+    if allowed:
+        record = runfolder.RayRecord.from_dict(document)
+        assert record.to_dict() == document and record.processes == (runfolder.RecordedProcess(4300, 120),)
+    else:
+        with pytest.raises(ValueError, match="session_dir"):
+            runfolder.RayRecord.from_dict(document)
+
+
+@pytest.mark.parametrize("field, value", [("processes", [[4300]]), ("processes", [[True, 120]]),
+                                          ("processes", [[4300, 120]] * 257), ("driver", None),
+                                          ("node_id", "ab"), ("boot_id", "x"), ("uid", -1), ("uid", "1000")])
+def test_a_ray_record_of_another_shape_is_refused(field: str, value: object) -> None:
+    document = {"session_dir": "/tmp/ray/session_2026-11-25_14-52-09_877410_4242", "node_id": "ab" * 28,
+                "uid": 1000, "boot_id": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "driver": [4242, 100],
+                "processes": [[4300, 120]], field: value}
+    with pytest.raises(ValueError):
+        runfolder.RayRecord.from_dict(document)
+
+
+def test_a_taken_over_lock_tells_who_owns_its_file(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / runfolder.LOCK).write_text(json.dumps({"pid": 1 << 30, "host": "h"}))
+    with runfolder.RunFolderLock(tmp_path / "x") as lock:
+        assert lock.previous["pid"] == 1 << 30 and lock.previous_uid == os.getuid()
+
+
 def test_two_writers_started_at_once_on_a_new_folder_never_both_get_it(tmp_path: Path) -> None:
     # Three new folders, four writers racing for each, all twelve at once (each winner holds for 3 s, so every
     # loser of its folder tries while the lock is held).

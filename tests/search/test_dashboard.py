@@ -184,3 +184,72 @@ def test_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.Captu
                         lambda name, *a: None if name == "optuna_dashboard" else real(name, *a))
     line = call_main(dashboard.main, [str(tmp_path / "run")], capsys).bad_input_line()
     assert "needs the optuna-dashboard package" in line and "pip install 'resnas[dashboard]'" in line
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list:
+    """What the dashboard would serve: optuna-dashboard's run_server replaced by a recorder that returns at once."""
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    storages: list = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **options: storages.append(storage))
+    monkeypatch.setattr(dashboard, "_port_refusal", lambda port, error=None: None)
+    return storages
+
+
+def _naming_storage(run_dir: Path, url: str) -> None:
+    """Let the run folder's study.yaml name `url` in search.storage, as a folder from elsewhere may."""
+    import yaml
+
+    study = yaml.safe_load((run_dir / "study.yaml").read_text())
+    study.setdefault("search", {})["storage"] = url
+    (run_dir / "study.yaml").write_text(yaml.safe_dump(study))
+
+
+def test_the_storage_a_folder_names_is_never_opened(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    served: list) -> None:
+    run_dir = tmp_path / "run"
+    _searcher(run_dir)
+    (run_dir / "study.db").unlink()
+    outside = tmp_path / "elsewhere" / "created.db"
+    outside.parent.mkdir()
+    _naming_storage(run_dir, f"sqlite:///{outside}")
+    line = call_main(dashboard.main, [str(run_dir)], capsys).bad_input_line()
+    assert "no study.db" in line and "--storage URL" in line and not outside.exists() and not served
+    # The folder's own study.db is served whatever study.yaml names, a URL that does not parse included.
+    _searcher(tmp_path / "run2")
+    _naming_storage(tmp_path / "run2", "not a url")
+    assert call_main(dashboard.main, [str(tmp_path / "run2")], capsys).returncode == 0
+    assert [storage.url for storage in served] == [f"sqlite:///{tmp_path / 'run2' / 'study.db'}"]
+
+
+def test_a_study_db_that_is_a_link_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], served: list) -> None:
+    _searcher(tmp_path / "real")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "study.db").symlink_to(tmp_path / "real" / "study.db")
+    line = call_main(dashboard.main, [str(tmp_path / "run")], capsys).bad_input_line()
+    assert "study.db: a link" in line and not served
+
+
+@pytest.mark.parametrize("url,message", [
+    ("not a url", "is not a storage URL"),
+    ("sqlite:///{tmp}/missing.db", "no such file; the dashboard only reads a storage"),
+    ("sqlite://", "names no database file"),
+    ("nosuchdialect://user:secret@host/db", "cannot be opened"),
+    ("postgresql://user:secret@127.0.0.1:1/db", "cannot be opened"),
+])
+def test_a_bad_storage_url_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], served: list,
+                                       url: str, message: str) -> None:
+    _searcher(tmp_path / "run")
+    line = call_main(dashboard.main, [str(tmp_path / "run"), "--storage", url.format(tmp=tmp_path)],
+                     capsys).bad_input_line()
+    assert message in line and "secret" not in line and not served
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_storage_given_on_the_command_line_is_served(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       served: list) -> None:
+    _searcher(tmp_path / "other")
+    (tmp_path / "run").mkdir()
+    url = f"sqlite:///{tmp_path / 'other' / 'study.db'}"
+    assert call_main(dashboard.main, [str(tmp_path / "run"), "--storage", url], capsys).returncode == 0
+    assert [storage.url for storage in served] == [url]

@@ -47,3 +47,30 @@ def test_a_resume_notes_the_weights_a_killed_driver_kept_but_did_not_note(tmp_pa
     # With a top-k to keep, the folders outside it go, as after any finished trial.
     on_disk = {path.name for path in runfolder.RunFolder(tmp_path).checkpoints.iterdir()}
     assert on_disk == kept
+
+
+@pytest.mark.parametrize("keep", [-1, 2])
+def test_a_resume_removes_the_checkpoints_of_interrupted_trials(tmp_path: Path, keep: int):
+    run_dir = tmp_path / "run"
+    _killed_between_row_and_note(run_dir, [0.2, 0.9, 0.5])
+    folder = runfolder.RunFolder(run_dir)
+    tables = runfolder.ResultsTables.load(run_dir)
+    failed = runfolder.trial_row(number=3, status="failed", seed=0, factors={"shortcut": "A"}, spec=None, train=None,
+                                 metrics={}, error="RuntimeError: killed")
+    tables.add_trial(failed)
+    tables.close()
+    for trial in ("trial_0003", "trial_0004", "trial_0005"):  # failed; in flight when killed (no row), twice
+        (folder.checkpoint_of(trial)).mkdir()
+        (folder.checkpoint_of(trial) / "model.safetensors").write_bytes(b"partial")
+    # Never through a link: a trial's folder that is a link, and a link inside an orphan, lead to weights kept elsewhere.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "inner").mkdir(parents=True)
+    (elsewhere / "inner" / "model.safetensors").write_bytes(b"keep")
+    folder.checkpoint_of("trial_0006").symlink_to(elsewhere, target_is_directory=True)
+    (folder.checkpoint_of("trial_0005") / "link").symlink_to(elsewhere / "inner", target_is_directory=True)
+    recorder = _resumed(run_dir, keep)
+    on_disk = {path.name for path in folder.checkpoints.iterdir()}
+    complete = {"trial_0000", "trial_0001", "trial_0002"} if keep < 0 else {"trial_0001", "trial_0002"}
+    assert on_disk == complete | {"trial_0006"}
+    assert (elsewhere / "inner" / "model.safetensors").read_bytes() == b"keep"
+    assert "removed 3 checkpoint folder(s)" in recorder.out.getvalue()

@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 import yaml
 
+import imagefeed
 import runfolder
 import space
 from commands import SMOKE, SmokeRun, call_main
 from models import ArchSpec
-from search import datasets
 from search import run as search_run
 from search._recorder import Recorder
 from search._resume import WARM_START_ATTR, RunError, lost_trials
@@ -69,7 +69,7 @@ def _plan(study: space.Study, shortcut: str, seed: int) -> dict[str, Any]:
 
 
 def _data(study: space.Study) -> dict[str, Any]:
-    return data_description(datasets.load(study.data_settings()).source, study.data)
+    return data_description(imagefeed.load(study.data_settings()).source, study.data)
 
 
 def _row(number: int, plan: dict[str, Any] | None, status: str = "complete", val: float = 0.5,
@@ -87,7 +87,7 @@ def _earlier_folder(run_dir: Path, study: space.Study, rows: list[dict[str, Any]
     """A run folder as the runner leaves one: study.yaml, run.json with its dataset, the trial log and tables."""
     run_dir.mkdir(parents=True)
     runfolder.atomic_write_text(runfolder.RunFolder(run_dir).study_yaml, study.to_yaml())
-    runfolder.write_run_json(run_dir, {"study": study.name, "dataset": datasets.load(study.data_settings()).source})
+    runfolder.write_run_json(run_dir, {"study": study.name, "dataset": imagefeed.load(study.data_settings()).source})
     tables = runfolder.ResultsTables(run_dir)
     for row in rows:
         tables.add_trial(row, [{"epoch": 1, "train_loss": 2.0, "val_acc": row["val_acc_best"]}], flush=False)

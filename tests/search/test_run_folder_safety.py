@@ -10,6 +10,7 @@ what it left running.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import json
@@ -338,39 +339,131 @@ def test_bad_cluster_flags_are_one_line(args: list[str], expected: str, tmp_path
 
 
 # ------------------------------------------------------------------ what a killed driver left
+SLEEP = "import time; time.sleep(120)"
+# A sleeper that starts a child sleeper and prints its PID: a Ray program and the worker it started.
+SLEEP_WITH_CHILD = ("import subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', 'import time; "
+                    "time.sleep(120)']); print(child.pid, flush=True); time.sleep(120)")
+
+
+def _start_time(pid: int) -> int:
+    """Field 22 of /proc/PID/stat (clock ticks from boot to the process's start), read here, not by search._ray."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+def _ray_record(session: str, driver: int, *processes: int, node: str = "ab" * 28) -> dict:
+    """A lock body's `ray` as a driver writes it, naming `processes` by PID and start time."""
+    return {"session_dir": session, "node_id": node, "uid": os.getuid(),
+            "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+            "driver": [driver, 4242], "processes": [[pid, _start_time(pid)] for pid in processes]}
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _sleeper(*args: str, node_id: str | None = None, code: str = SLEEP) -> subprocess.Popen:
+    env = {**os.environ, **({"RAY_NODE_ID": node_id} if node_id else {})}
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, text=True)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds processes through Linux /proc")
 def test_only_the_recorded_rays_processes_are_stopped(tmp_path: Path) -> None:
     import ray
 
     from search._ray import stop_ray_left_by
 
-    session = str(tmp_path / "session_2026-11-25_14-52-09_877410_4242")
+    driver = _dead_pid()
+    session = str(tmp_path / f"session_2026-11-25_14-52-09_877410_{driver}")
     node = "ab" * 28
-    sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
     ray_program = str(Path(ray.__file__).parent / "_private" / "log_monitor.py")
-
-    def start(*args: str, node_id: str | None = None) -> subprocess.Popen:
-        env = {**os.environ, **({"RAY_NODE_ID": node_id} if node_id else {})}
-        return subprocess.Popen([*sleep, *args], env=env)
-
-    agent = start(node_id=node)  # an agent or worker: its command line rewritten, its node in the environment
-    monitor = start(ray_program, f"--session-dir={session}")  # a Ray program of that session
-    reader = start(f"{session}/logs/raylet.out")  # the user's `tail -f` of its logs: not Ray's
-    other = start(node_id="cd" * 28)  # a process of another Ray
+    agent = _sleeper(node_id=node)  # an agent: its command line rewritten, its node in the environment
+    monitor = _sleeper(ray_program, f"--session-dir={session}", code=SLEEP_WITH_CHILD)  # a Ray program of that session
+    worker = int(monitor.stdout.readline())  # the monitor's child, started after it: stopped with it
+    reader = _sleeper(f"{session}/logs/raylet.out")  # the user's `tail -f` of its logs: not Ray's, though recorded
+    other = _sleeper(ray_program, f"--session-dir={session}", node_id=node)  # a Ray program the record does not name
     everyone = (agent, monitor, reader, other)
     try:
-        holder = {"pid": _dead_pid(), "host": socket.gethostname(), "ray": {"session_dir": session, "node_id": node}}
+        holder = {"pid": driver, "host": socket.gethostname(),
+                  "ray": _ray_record(session, driver, agent.pid, monitor.pid, reader.pid)}
         assert stop_ray_left_by({**holder, "host": "another-host"}) == 0
         assert all(process.poll() is None for process in everyone)
-        assert stop_ray_left_by(holder) == 2
+        assert stop_ray_left_by(holder) == 3
         agent.wait(timeout=10)
         monitor.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _running(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(worker)
         assert reader.poll() is None and other.poll() is None
         assert stop_ray_left_by({"pid": 1, "host": socket.gethostname()}) == 0  # a holder that recorded no Ray
     finally:
         for process in everyone:
             process.kill()
             process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+
+
+def _forgeries(decoy: int, driver: int, session: str, marker: str) -> dict[str, tuple[dict, int | None]]:
+    """Lock bodies (and the lock file's owner) that name the decoy but are not what a dead driver of ours left."""
+    host = socket.gethostname()
+    genuine = {"pid": driver, "host": host, "ray": _ray_record(session, driver, decoy)}
+    ray = genuine["ray"]
+    other_session = str(Path(session).with_name(f"session_2026-11-25_14-52-09_877410_{os.getpid()}"))
+    return {
+        "a marker path for a session (issue 25)": ({**genuine, "ray": {"session_dir": marker, "node_id": "ab" * 28}},
+                                                   None),
+        "a short string for a session": ({**genuine, "ray": {**ray, "session_dir": "/tmp"}}, None),
+        "a relative session folder": ({**genuine, "ray": {**ray, "session_dir": Path(session).name}}, None),
+        "the session of a running driver": ({**genuine, "pid": os.getpid(), "ray": {
+            **ray, "session_dir": other_session, "driver": [os.getpid(), _start_time(os.getpid())]}}, None),
+        "a session another driver started": ({**genuine, "ray": {**ray, "session_dir": other_session}}, None),
+        "a PID that started at another time": ({**genuine, "ray": {**ray, "processes": [[decoy, 1]]}}, None),
+        "another boot": ({**genuine, "ray": {**ray, "boot_id": "00000000-0000-4000-8000-000000000000"}}, None),
+        "another user's record": ({**genuine, "ray": {**ray, "uid": os.getuid() + 1}}, None),
+        "a lock file of another user": (genuine, os.getuid() + 1),
+        "another host": ({**genuine, "host": "another-host"}, None),
+    }
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds processes through Linux /proc")
+def test_a_forged_lock_stops_nothing(tmp_path: Path) -> None:
+    """A lock names a sleeping decoy whose command line holds Ray's folder and a marker path: a takeover of that
+    lock leaves it alive, whatever the lock claims, unless every claim checks out."""
+    import io
+
+    import ray
+
+    from search._ray import stop_ray_left_by
+    from search._resume import take_run_lock
+
+    driver = _dead_pid()
+    session = str(tmp_path / f"session_2026-11-25_14-52-09_877410_{driver}")
+    marker = str(tmp_path / "marker")
+    decoy = _sleeper(str(Path(ray.__file__).parent / "_private" / "log_monitor.py"), f"--session-dir={session}",
+                     marker, node_id="ab" * 28)
+    try:
+        forged = _forgeries(decoy.pid, driver, session, marker)
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        # The way --resume meets it: a folder whose stale lock names the marker.
+        (run_dir / runfolder.LOCK).write_text(json.dumps(forged["a marker path for a session (issue 25)"][0]))
+        out = io.StringIO()
+        take_run_lock(run_dir, out).release()
+        assert "taking the lock over" in out.getvalue() and "stopped" not in out.getvalue()
+        for name, (body, owner) in forged.items():
+            assert stop_ray_left_by(body, written_by=owner) == 0, name
+            assert decoy.poll() is None, name
+        # The same lock with every claim true stops it: it is that Ray's.
+        genuine = {"pid": driver, "host": socket.gethostname(), "ray": _ray_record(session, driver, decoy.pid)}
+        assert stop_ray_left_by(genuine, written_by=os.getuid()) == 1
+        decoy.wait(timeout=10)
+    finally:
+        decoy.kill()
+        decoy.wait()
 
 
 def _dead_pid() -> int:

@@ -213,3 +213,35 @@ def test_optuna_needs_a_fixed_target():
     space = {**OPTUNA_SPACE, "match_complexity": {"by": "macs", "adjust": "width_multiplier"}}
     with pytest.raises(StudyError, match=r"space\.match_complexity: a sampled point has no reference level"):
         _study(space, {"strategy": "optuna", "trials": 10})
+
+
+@pytest.mark.parametrize("to, nearest", [("1e300", "most"), ("1", "least")])
+def test_a_target_no_point_can_reach_is_refused_with_the_nearest_reachable(write_study, to, nearest):
+    """Before: `to: 1e300` was accepted and the dry run printed a 300-digit target and -100.00% for every point."""
+    path = write_study(f"""\
+        name: tiny
+        question: "Does B beat A?"
+        space:
+          base: cifar_resnet20
+          shortcut: {{choice: [A, B]}}
+          match_complexity: {{by: macs, to: {to}}}
+        """)
+    with pytest.raises(StudyError) as caught:
+        load_study(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:6: space.match_complexity.to: no point of the space can reach it")
+    # The reach, computed here: the knob's range is 1/8 to 8 times the study's widths (KNOB_RANGE).
+    base = preset("cifar_resnet20")
+    least = complexity(dataclasses.replace(base, stem_width=2, stages=tuple(
+        dataclasses.replace(s, width=s.width // 8) for s in base.stages), num_classes=10)).macs
+    most = max(complexity(dataclasses.replace(base, shortcut=shortcut, stem_width=128, stages=tuple(
+        dataclasses.replace(s, width=s.width * 8) for s in base.stages), num_classes=10)).macs for shortcut in "AB")
+    reachable = {"least": least, "most": most}[nearest]
+    assert f"allowed: a target in [{least:.4g}, {most:.4g}] MACs; the nearest reachable is {reachable:.4g}" in message
+
+
+def test_an_optuna_target_out_of_reach_is_refused():
+    space = {**OPTUNA_SPACE, "match_complexity": {"by": "params", "to": 1e300, "adjust": "width_multiplier"}}
+    with pytest.raises(StudyError, match=r"space\.match_complexity\.to: no point of the space can reach it: .* the "
+                                         r"\d+ probed points cost .* params; got 1e\+300; allowed: .* nearest reachable"):
+        _study(space, {"strategy": "optuna", "trials": 10})

@@ -133,9 +133,10 @@ def test_report_target_effect_defaults_to_one_point_and_round_trips():
     assert again.match_complexity == {"by": "macs", "adjust": "stem_width", "tolerance": 0.01, "to": 4.0e7}
 
 
-@pytest.mark.parametrize("effect", [0, 1, 1.5, -0.01])
+@pytest.mark.parametrize("effect", [0, 1, 1.5, -0.01, 1e-300])
 def test_report_target_effect_is_a_fraction(effect):
-    with pytest.raises(StudyError, match=r"report\.target_effect: out of range; got .*; allowed: a number in \(0, 1\)"):
+    with pytest.raises(StudyError, match=r"report\.target_effect: out of range; got .*; allowed: a fraction strictly "
+                                         r"between 0 and 1, at least 0\.0001"):
         study_from_dict({"name": "t", "question": "q", "space": {"base": "cifar_resnet20"},
                          "report": {"target_effect": effect}})
 

@@ -287,6 +287,12 @@ def _parts_of(record: Any, ray_dir: str) -> set[int]:
     mine = _processes_of_this_user()
     found = {p.pid for p in record.processes
              if p.pid in mine and mine[p.pid][1] == p.start and _is_part_of(p.pid, record, ray_dir)}
+    # Ray's agents start after the record is written, as children of the raylet; once it has died they are
+    # orphans that no recorded process leads to (a kill -9 test found both agents left so). Their environment
+    # names the node and the raylet's PID: an orphan that names this node and a recorded raylet, and started
+    # after it, is this Ray's. Both must match, so a lock that names only a node id stops no one.
+    raylets = {p.pid: p.start for p in record.processes}
+    found |= {pid for pid, (_, start) in mine.items() if _orphan_of(pid, start, record.node_id, raylets)}
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in mine.items():
         children.setdefault(parent, []).append(pid)
@@ -343,7 +349,31 @@ def _is_part_of(pid: int, record: Any, ray_dir: str) -> bool:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
         if record.session_dir.encode() in command and ray_dir.encode() in command:
             return True
-        return f"RAY_NODE_ID={record.node_id}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return _has_node_id(pid, record.node_id)
+
+
+def _orphan_of(pid: int, start: int, node_id: str, recorded: dict[int, int]) -> bool:
+    """True when `pid`'s environment names node `node_id` and a recorded process as its raylet, started before it."""
+    try:
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if f"RAY_NODE_ID={node_id}".encode() not in environment:
+        return False
+    raylet = next((value for value in environment if value.startswith(b"RAY_RAYLET_PID=")), b"")
+    try:
+        raylet_pid = int(raylet.split(b"=", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    return raylet_pid in recorded and start >= recorded[raylet_pid]
+
+
+def _has_node_id(pid: int, node_id: str) -> bool:
+    """True when `pid`'s environment holds RAY_NODE_ID=node_id (Ray sets it in every process of the node)."""
+    try:
+        return f"RAY_NODE_ID={node_id}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
 

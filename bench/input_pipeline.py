@@ -55,7 +55,7 @@ from imagefeed._folders import read_imagefolder
 from imagefeed._images import StreamedSplit
 from imagefeed._loader import make_loader
 from imagefeed._packed import PackedImages, open_packed
-from imagefeed._transforms import TrainCrop, to_chw_tensor
+from imagefeed._transforms import TrainCrop
 from search import pack
 
 # The baselines' packages (see above): beside the project's, not in its environment.

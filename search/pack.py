@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parse_args(argv)
     import imagefeed
-    from imagefeed._packed import write_packed
+    from imagefeed._packing import write_packed
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     out = Path(args.out)

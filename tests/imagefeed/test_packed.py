@@ -14,7 +14,8 @@ import pytest
 import imagefeed
 from imagefeed import _packed
 from imagefeed._folders import read_imagefolder
-from imagefeed._packed import PackedImages, open_packed, write_packed
+from imagefeed._packed import PackedImages, open_packed
+from imagefeed._packing import write_packed
 from space import DataSettings
 from tests.imagefeed import layouts
 

@@ -228,14 +228,17 @@ def normalized_error_edf(run: RunData, factor: Factor) -> str:
 def learning_curve_figure(run: RunData, factor: Factor | None) -> str:
     """Mean val_acc per epoch per level with a ±1 sd band, from complete trials."""
     curves = learning_curves(run, factor)
-    trials_per_level = curves.groupby("level")["trial_id"].nunique()
+    trials_per_level = curves.groupby("level", observed=True)["trial_id"].nunique()
     levels = list(factor.levels) if factor is not None else ["all trials"]
     legend_of = {level: f"{level}  (n={trials_per_level[level]})" for level in levels if level in trials_per_level.index}
+    # The level stays as it came (categorical for a large run) until the rows are reduced: 10^7 legend strings
+    # cost more than the figure.
     plot_frame = pd.DataFrame({"epoch": curves["epoch"].to_numpy(), "val_acc": curves["val_acc"].to_numpy(dtype=float) * 100.0,
-                               "level": curves["level"].map(legend_of).to_numpy()})
+                               "level": curves["level"].array})
     order = list(legend_of.values())
     epochs = plot_frame["epoch"].nunique()
     plot_frame = mean_sd_points(plot_frame)  # many trials: two rows per epoch with their mean and sd (reports._drawn)
+    plot_frame = plot_frame.assign(level=plot_frame["level"].astype(object).map(legend_of))
     with _style():
         figure = _new_figure()
         ax = figure.add_subplot()

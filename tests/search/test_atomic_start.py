@@ -9,7 +9,6 @@ Optuna storage's opening), not on a real full disk.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import signal
@@ -25,19 +24,11 @@ import space
 from commands import SMOKE, call_main
 from search import _runner
 from search import run as search_run
+from test_reuse import OPTUNA_STUDY as REUSE_STUDY
 
-OPTUNA_STUDY = """\
-name: warm
-question: Does a warm-started sampler start from the earlier run's best trials?
-data: {dataset: synthetic, synthetic_train: 256, synthetic_test: 64}
-space:
-  stem: cifar
-  stem_width: 8
-  shortcut: {choice: [A, B]}
-  stages: [{depth: 1, width: 8, stride: 1}, {depth: 1, width: 16, stride: 2}]
-train: {epochs: 1, batch_size: 64, lr: {float: [0.01, 0.2], log: true}}
-search: {strategy: optuna, trials: 2, seeds: [0, 1]}
-"""
+# test_reuse's warm-start study, with two trials of two seeds.
+OPTUNA_STUDY = REUSE_STUDY.replace("trials: 4, seeds: [0]", "trials: 2, seeds: [0, 1]")
+assert OPTUNA_STUDY != REUSE_STUDY
 
 
 @pytest.fixture(autouse=True)

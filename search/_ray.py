@@ -289,8 +289,8 @@ def _parts_of(record: Any, ray_dir: str) -> set[int]:
              if p.pid in mine and mine[p.pid][1] == p.start and _is_part_of(p.pid, record, ray_dir)}
     # Ray's agents start after the record is written, as children of the raylet; once it has died they are
     # orphans that no recorded process leads to (a kill -9 test found both agents left so). Their environment
-    # names the node and the raylet's PID: an orphan that names this node and a recorded raylet, and started
-    # after it, is this Ray's. Both must match, so a lock that names only a node id stops no one.
+    # names the raylet's PID (and, for agents, the node): an orphan that names a recorded raylet, started after
+    # it, and is of this node or titled as a Ray worker, is this Ray's. A lock that names only a node id stops no one.
     raylets = {p.pid: p.start for p in record.processes}
     found |= {pid for pid, (_, start) in mine.items() if _orphan_of(pid, start, record.node_id, raylets)}
     children: dict[int, list[int]] = {}
@@ -355,13 +355,19 @@ def _is_part_of(pid: int, record: Any, ray_dir: str) -> bool:
 
 
 def _orphan_of(pid: int, start: int, node_id: str, recorded: dict[int, int]) -> bool:
-    """True when `pid`'s environment names node `node_id` and a recorded process as its raylet, started before it."""
+    """True when `pid` names a recorded process as its raylet (RAY_RAYLET_PID, started before it) and is of that
+    node (RAY_NODE_ID) or a Ray worker (its title "ray::...")."""
     try:
         environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
     if f"RAY_NODE_ID={node_id}".encode() not in environment:
-        return False
+        # Workers carry the raylet's PID but not the node id: a Ray program by its title ("ray::IDLE", ...).
+        try:
+            if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+                return False
+        except OSError:
+            return False
     raylet = next((value for value in environment if value.startswith(b"RAY_RAYLET_PID=")), b"")
     try:
         raylet_pid = int(raylet.split(b"=", 1)[1])

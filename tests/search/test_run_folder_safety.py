@@ -466,6 +466,21 @@ def test_a_forged_lock_stops_nothing(tmp_path: Path) -> None:
         decoy.wait()
 
 
+def _describe(pids: list[int]) -> list[str]:
+    """Each process as its command line, parent and Ray environment, for a failure message."""
+    described = []
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120].decode(errors="replace")
+            parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            ray_env = sorted(v.decode(errors="replace") for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                             if v.startswith((b"RAY_NODE_ID", b"RAY_RAYLET_PID")))
+            described.append(f"{pid} (parent {parent}) {command!r} {ray_env}")
+        except OSError as error:
+            described.append(f"{pid}: {error}")
+    return described
+
+
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -602,7 +617,7 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
         alive = [pid for pid in _ray_processes(record["ray"])
                  if Path(f"/proc/{pid}/stat").is_file()
                  and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
-        assert alive == [], f"left running after the resume took over: {alive}"
+        assert alive == [], f"left running after the resume took over: {_describe(alive)}"
         # The resume holds the lock for itself. SIGTERM ends it like Ctrl-C: the tables and run.json are
         # written, the user is told how to continue, and the lock is let go.
         output = note

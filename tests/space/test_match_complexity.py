@@ -173,6 +173,18 @@ def test_every_knob_is_allowed_by_the_schema():
     assert set(MATCH_KNOBS) == {"width_multiplier", "stem_width", "bottleneck_ratio"}
 
 
+def _shortcut_study(write_study, settings: str):
+    """A B-vs-A study of cifar_resnet20 whose match_complexity (line 6) is `settings`."""
+    return write_study(f"""\
+        name: tiny
+        question: "Does B beat A?"
+        space:
+          base: cifar_resnet20
+          shortcut: {{choice: [A, B]}}
+          match_complexity: {settings}
+        """)
+
+
 @pytest.mark.parametrize("settings, field, message", [
     ("{by: macs, adjust: bottleneck_ratio}", "space.match_complexity.adjust",
      "bottleneck_ratio exists only in bottleneck blocks, and the block is 'basic'"),
@@ -182,14 +194,7 @@ def test_every_knob_is_allowed_by_the_schema():
     ("{by: macs, to: -4.0e7}", "space.match_complexity.to", "out of range"),
 ])
 def test_bad_settings_are_one_located_line(write_study, settings, field, message):
-    path = write_study(f"""\
-        name: tiny
-        question: "Does B beat A?"
-        space:
-          base: cifar_resnet20
-          shortcut: {{choice: [A, B]}}
-          match_complexity: {settings}
-        """)
+    path = _shortcut_study(write_study, settings)
     with pytest.raises(StudyError) as caught:
         load_study(path)
     assert len(caught.value.errors) == 1 and "\n" not in str(caught.value)
@@ -218,14 +223,7 @@ def test_optuna_needs_a_fixed_target():
 @pytest.mark.parametrize("to, nearest", [("1e300", "most"), ("1", "least")])
 def test_a_target_no_point_can_reach_is_refused_with_the_nearest_reachable(write_study, to, nearest):
     """Before: `to: 1e300` was accepted and the dry run printed a 300-digit target and -100.00% for every point."""
-    path = write_study(f"""\
-        name: tiny
-        question: "Does B beat A?"
-        space:
-          base: cifar_resnet20
-          shortcut: {{choice: [A, B]}}
-          match_complexity: {{by: macs, to: {to}}}
-        """)
+    path = _shortcut_study(write_study, f"{{by: macs, to: {to}}}")
     with pytest.raises(StudyError) as caught:
         load_study(path)
     message = str(caught.value)

@@ -21,7 +21,7 @@ from ._frames import REPORT_COLUMNS, read_curves, read_results
 from ._retrain_rows import (LEGACY_RETRAIN_COLUMNS, RETRAIN_COLUMNS, RetrainRow, read_retrain, read_retrain_rows,
                             retrain_frame, retrain_summary, write_retrain)
 from ._log import replay_log
-from ._mapping import RunFolderError, read_plans, write_plans
+from ._mapping import read_plans, write_plans
 from ._run_info import (CPU_CORE_HOURS, GPU_HOURS, RUN_INFO_FORMAT, TRIAL_HOURS, Budget, Dataset, FactorLevels,
                         Hardware, MatchSettings, Resources, RunFolderNote, RunInfo, device_hours_unit,
                         devices_per_trial, read_run_info, read_run_json, write_run_info, write_run_json)
@@ -31,7 +31,7 @@ from ._study_record import (DEFAULT_ASHA_GRACE_PERIOD, DEFAULT_ASHA_REDUCTION_FA
 from ._records import LOAD_COLUMNS, TrialRecord, read_trials
 from ._tables import ResultsTables
 from . import _untrusted as untrusted  # the bounded readers, for models' and search's readers of a folder's files
-from ._untrusted import stored_path
+from ._untrusted import RunFolderError, stored_path
 
 __all__ = [
     "untrusted",

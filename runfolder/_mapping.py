@@ -9,8 +9,7 @@ from typing import Any, Iterable, Mapping
 
 from ._atomic import atomic_write_text
 from ._layout import PLANS_JSON, RunFolder
-from ._untrusted import (MAX_PLANS_JSON_BYTES, MAX_RUN_JSON_BYTES, RunFolderError, _first_line,  # noqa: F401 (re-exported)
-                         read_json, read_yaml)
+from ._untrusted import MAX_PLANS_JSON_BYTES, MAX_RUN_JSON_BYTES, RunFolderError, read_json, read_yaml
 
 
 # A file of the folder that may be larger than the JSON default (MAX_RUN_JSON_BYTES), by name.

@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping
 
 from ._atomic import atomic_write_frame
 from ._layout import RunFolder
-from ._mapping import RunFolderError
 from ._rows import TRAIN_JSON, TRAIN_PREFIX, is_missing
+from ._untrusted import RunFolderError
 
 NAN = math.nan
 

@@ -24,8 +24,9 @@ from typing import Any, Iterable, Mapping, TypedDict
 
 from ._atomic import atomic_write_text
 from ._layout import RUN_JSON, RunFolder
-from ._mapping import RunFolderError, _read_mapping
+from ._mapping import _read_mapping
 from ._rows import STATUSES, reused_source
+from ._untrusted import RunFolderError
 
 # 2: run.json gained format_version, and every field below is written. A run.json without the key is format 1.
 RUN_INFO_FORMAT = 2

@@ -17,7 +17,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ._layout import STUDY_YAML, RunFolder
-from ._mapping import RunFolderError, _read_mapping
+from ._mapping import _read_mapping
+from ._untrusted import RunFolderError
 
 # The smallest accuracy difference worth resolving (a fraction: 0.01 = 1 percentage point), unless the study sets
 # report.target_effect; the report's power analysis plans seeds for it.

@@ -30,10 +30,10 @@ from typing import Any, Callable, Iterable, Mapping
 from ._frames import read_curves, read_results
 from ._layout import RunFolder
 from ._log import MATERIALIZED_EVENT, _log_line, _tables_hold_the_log, replay_log
-from ._mapping import RunFolderError, _first_line
 from ._ranking import RANKING_COLUMN, rankable, sort_key
 from ._rows import curve_rows
 from ._snapshot import _Curves, _ResultColumns, _Snapshot, _write_snapshot
+from ._untrusted import RunFolderError, _first_line
 
 
 class ResultsTables:

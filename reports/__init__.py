@@ -8,7 +8,8 @@ public too, so a notebook can recompute any number the page shows.
 from reports._answer import answer_lines
 from reports._edf import complexity_weights
 from reports._factorial import Factorial, factorial_tables
-from reports._fidelity import Fidelity, budget_fidelity, kendall_tau_ci, rank_stability
+from reports._fidelity import Fidelity, budget_fidelity, rank_stability
+from reports._kendall import kendall_tau_ci
 from reports._load import Factor, ReportError, RunData, load_run
 from reports._power import SeedPlan, minimum_detectable_effect, seed_plan, seeds_needed
 from reports._report import build_report

@@ -19,8 +19,8 @@ from scipy import stats
 import runfolder
 from reports import _fidelity as fidelity
 from reports import build_report, load_run, summarize
-from reports._fidelity import (bootstrap_kendall_taus, kendall_tau, kendall_tau_ci, rank_stability, resample_counts,
-                               resample_indices)
+from reports._fidelity import rank_stability
+from reports._kendall import bootstrap_kendall_taus, kendall_tau, kendall_tau_ci, resample_counts, resample_indices
 import synthetic_run as synthetic
 
 RANK_STABILITY_CONTRACT = ["epoch", "n", "kendall_tau", "ci_low", "ci_high"]

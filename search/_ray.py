@@ -292,7 +292,8 @@ def _parts_of(record: Any, ray_dir: str) -> set[int]:
     # names the raylet's PID (and, for agents, the node): an orphan that names a recorded raylet, started after
     # it, and is of this node or titled as a Ray worker, is this Ray's. A lock that names only a node id stops no one.
     raylets = {p.pid: p.start for p in record.processes}
-    found |= {pid for pid, (_, start) in mine.items() if _orphan_of(pid, start, record.node_id, raylets)}
+    found |= {pid for pid, (parent, start) in mine.items()
+              if _orphan_of(pid, start, record, raylets, orphaned=parent not in mine or not _is_raylet(parent))}
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in mine.items():
         children.setdefault(parent, []).append(pid)
@@ -354,26 +355,39 @@ def _is_part_of(pid: int, record: Any, ray_dir: str) -> bool:
     return _has_node_id(pid, record.node_id)
 
 
-def _orphan_of(pid: int, start: int, node_id: str, recorded: dict[int, int]) -> bool:
-    """True when `pid` names a recorded process as its raylet (RAY_RAYLET_PID, started before it) and is of that
-    node (RAY_NODE_ID) or a Ray worker (its title "ray::...")."""
+def _orphan_of(pid: int, start: int, record: Any, recorded: dict[int, int], orphaned: bool) -> bool:
+    """True when `pid`, started after the recorded driver, is a process of that Ray that its raylet left: it names a
+    recorded process as its raylet (RAY_RAYLET_PID, started before it) and is of that node (RAY_NODE_ID) or a Ray
+    worker (its title "ray::..."); or it is a Ray program of that node by its title and no raylet is its parent.
+
+    The second rule is for agents whose environment lost RAY_RAYLET_PID: setproctitle may write a long title over
+    the start of the environment block (CI found both agents left so, with only the node id readable). A lock that
+    names the node of a Ray that still runs stops none of its processes: their parent is that Ray's raylet.
+    """
+    if start < record.driver.start:
+        return False
     try:
         environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        titled = Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::")  # "ray::IDLE", "ray::DashboardAgent"
     except OSError:
         return False
-    if f"RAY_NODE_ID={node_id}".encode() not in environment:
-        # Workers carry the raylet's PID but not the node id: a Ray program by its title ("ray::IDLE", ...).
-        try:
-            if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
-                return False
-        except OSError:
-            return False
+    of_node = f"RAY_NODE_ID={record.node_id}".encode() in environment
+    if not (of_node or titled):  # workers carry the raylet's PID but not the node id: a Ray program by its title
+        return False
     raylet = next((value for value in environment if value.startswith(b"RAY_RAYLET_PID=")), b"")
     try:
         raylet_pid = int(raylet.split(b"=", 1)[1])
     except (IndexError, ValueError):
-        return False
+        return of_node and titled and orphaned
     return raylet_pid in recorded and start >= recorded[raylet_pid]
+
+
+def _is_raylet(pid: int) -> bool:
+    """True when `pid` runs Ray's raylet program."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].endswith(b"/raylet")
+    except OSError:
+        return False
 
 
 def _has_node_id(pid: int, node_id: str) -> bool:

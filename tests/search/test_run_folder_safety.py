@@ -407,6 +407,46 @@ def test_only_the_recorded_rays_processes_are_stopped(tmp_path: Path) -> None:
             os.kill(worker, signal.SIGKILL)
 
 
+def _titled(title: str, node_id: str, code: str = SLEEP) -> subprocess.Popen:
+    """A sleeper whose command line starts with `title` (as setproctitle leaves Ray's agents), its node in the
+    environment and no RAY_RAYLET_PID: an agent whose title was written over the start of its environment."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_RAYLET_PID"} | {"RAY_NODE_ID": node_id}
+    return subprocess.Popen(["bash", "-c", f'exec -a "{title}" "$0" -c "$1"', sys.executable, code], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds processes through Linux /proc")
+def test_an_agent_whose_raylet_died_is_stopped_by_its_node_and_title(tmp_path: Path) -> None:
+    """CI left ray::DashboardAgent and ray::RuntimeEnvAgent running after a kill -9: orphans, with the node id but
+    no RAY_RAYLET_PID readable. Such a process is stopped; one of that node whose parent is a live raylet is not,
+    nor one of that node without Ray's title."""
+    from search._ray import stop_ray_left_by
+
+    driver = _dead_pid()
+    session = str(tmp_path / f"session_2026-11-25_14-52-09_877410_{driver}")
+    node = "cd" * 28
+    # (This Python's path, not sys.executable there: Python takes its own from argv[0], which `exec -a` rewrote.)
+    spawn_agent = (f"import subprocess, time; child = subprocess.Popen(['bash', '-c', 'exec -a ray::Agent "
+                   f"\"$0\" -c \"import time; time.sleep(120)\"', {sys.executable!r}]); print(child.pid, flush=True); "
+                   f"time.sleep(120)")
+    orphan = _titled("ray::DashboardAgent", node)          # its parent, this test, is no raylet
+    raylet = _titled("/opt/ray/core/src/ray/raylet/raylet", node, code=spawn_agent)  # a live raylet not recorded
+    agent_of_live_raylet = int(raylet.stdout.readline())
+    untitled = _sleeper(node_id=node)                       # of that node, but no Ray program by its title
+    everyone = (orphan, raylet, untitled)
+    try:
+        holder = {"pid": driver, "host": socket.gethostname(), "ray": _ray_record(session, driver, node=node)}
+        assert stop_ray_left_by(holder) == 1
+        orphan.wait(timeout=10)
+        assert _running(agent_of_live_raylet) and raylet.poll() is None and untitled.poll() is None
+    finally:
+        for process in everyone:
+            process.kill()
+            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(agent_of_live_raylet, signal.SIGKILL)
+
+
 def _forgeries(decoy: int, driver: int, session: str, marker: str) -> dict[str, tuple[dict, int | None]]:
     """Lock bodies (and the lock file's owner) that name the decoy but are not what a dead driver of ours left."""
     host = socket.gethostname()

@@ -16,6 +16,7 @@ a verdict of higher or lower exactly when the Holm-adjusted p is below 0.05.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -97,56 +98,66 @@ def _labels(frame: pd.DataFrame, factors: list[Factor]) -> pd.DataFrame:
     return pd.DataFrame({factor.name: level_labels(frame[factor.column]) for factor in factors}, index=frame.index)
 
 
-def simple_comparisons(run: RunData, metric: str, factor: Factor,
-                       factors: list[Factor] | None = None) -> Iterator[SimpleComparison]:
-    """Each level of `factor` against its reference within every combination of the other `factors`' levels.
-
-    A conditional factor's null level is never compared (it has no value to
-    test). A combination that ran the level but too few trials of it or of the
-    reference still yields its comparison, which is then not `testable`.
-    """
-    factors = factorial_factors(run) if factors is None else factors
-    others = [other for other in factors if other.name != factor.name]
+def _scored_labels(run: RunData, metric: str, factors: list[Factor]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trials with a `metric` (only the columns a comparison reads) and their level labels of `factors`."""
     scored = accuracy_values(run, metric)
     # What a comparison reads (its test, `pairable`, the seed plan's wall time): slicing 70 columns 470 times is
     # most of a 10^5-trial report otherwise.
     kept = [metric, "seed", "wall_s", *(other.column for other in run.factors)]
     scored = scored[[column for column in dict.fromkeys(kept) if column in scored.columns]]
-    labels = _labels(scored, [factor, *others])
-    if others:
-        grouped = labels.groupby([other.name for other in others], sort=False).groups
-        groups = {key if isinstance(key, tuple) else (key,): index for key, index in grouped.items()}
-    else:
-        groups = {(): scored.index}
+    return scored, _labels(scored, factors)
+
+
+def simple_comparisons(run: RunData, metric: str, factor: Factor, factors: list[Factor] | None = None,
+                       scored_labels: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Iterator[SimpleComparison]:
+    """Each level of `factor` against its reference within every combination of the other `factors`' levels.
+
+    A conditional factor's null level is never compared (it has no value to
+    test). A combination that ran the level but too few trials of it or of the
+    reference still yields its comparison, which is then not `testable`.
+    `scored_labels`: `_scored_labels(run, metric, factors)`, where the caller has it already.
+    """
+    factors = factorial_factors(run) if factors is None else factors
+    others = [other for other in factors if other.name != factor.name]
+    scored, labels = _scored_labels(run, metric, [factor, *others]) if scored_labels is None else scored_labels
+    # Every (level, other factors' levels) group at once, each group's trials in row order.
+    grouped = labels.groupby([factor.name, *(other.name for other in others)], sort=False).groups
+    groups = {key if isinstance(key, tuple) else (key,): index for key, index in grouped.items()}
     for combination in itertools.product(*(other.levels for other in others)):
-        if combination not in groups:
-            continue
-        index = groups[combination]
-        cell, cell_labels = scored.loc[index], labels.loc[index, factor.name]
-        reference = cell[cell_labels == factor.reference]
         within = tuple((other.name, value) for other, value in zip(others, combination))
+        reference = None  # one frame for every level of this combination
         for level in factor.levels:
-            if level in (factor.reference, NULL_LEVEL):
+            if level in (factor.reference, NULL_LEVEL) or (level, *combination) not in groups:
                 continue
-            trials = cell[cell_labels == level]
-            if trials.empty:
-                continue
+            if reference is None:
+                reference_index = groups.get((factor.reference, *combination))
+                reference = scored.iloc[0:0] if reference_index is None else scored.loc[reference_index]
+            trials = scored.loc[groups[(level, *combination)]]
             yield SimpleComparison(factor, level, within, metric, trials, reference,
                                    pairable(run, factor, trials, reference))
+
+
+def _walk_comparisons(run: RunData, factors: list[Factor], budget: SectionBudget | None = None
+                      ) -> tuple[list[tuple[SimpleComparison, Comparison]], dict[str, int]]:
+    """(every testable simple comparison with its t-test, in table order; per factor, how many on the headline
+    metric cannot be tested): one walk over the comparisons, which at 10^6 trials take seconds to cut out."""
+    tested, untestable = [], {factor.name: 0 for factor in factors}
+    for metric in _metrics(run):
+        scored_labels = _scored_labels(run, metric, factors)
+        for factor in factors:
+            for comparison in simple_comparisons(run, metric, factor, factors, scored_labels):
+                if comparison.testable:
+                    budgets.check(budget)
+                    tested.append((comparison, comparison.t_test()))
+                elif metric == run.headline_metric:
+                    untestable[factor.name] += 1
+    return tested, {name: count for name, count in untestable.items() if count}
 
 
 def tested_comparisons(run: RunData, factors: list[Factor] | None = None,
                        budget: SectionBudget | None = None) -> list[tuple[SimpleComparison, Comparison]]:
     """Every testable simple comparison of every factor and accuracy with its t-test, in table order."""
-    factors = factorial_factors(run) if factors is None else factors
-    tested = []
-    for metric in _metrics(run):
-        for factor in factors:
-            for comparison in simple_comparisons(run, metric, factor, factors):
-                if comparison.testable:
-                    budgets.check(budget)
-                    tested.append((comparison, comparison.t_test()))
-    return tested
+    return _walk_comparisons(run, factorial_factors(run) if factors is None else factors, budget)[0]
 
 
 def _untestable_counts(run: RunData, factors: list[Factor]) -> dict[str, int]:
@@ -159,12 +170,16 @@ def _untestable_counts(run: RunData, factors: list[Factor]) -> dict[str, int]:
 
 
 def simple_effects_table(run: RunData, factors: list[Factor] | None = None,
-                         tested: list[tuple[SimpleComparison, Comparison]] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """simple_effects.csv and notes on what it leaves out; Holm over the comparisons of one factor and metric."""
+                         tested: list[tuple[SimpleComparison, Comparison]] | None = None,
+                         untestable: dict[str, int] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """simple_effects.csv and notes on what it leaves out; Holm over the comparisons of one factor and metric.
+
+    `tested` and `untestable`: what `_walk_comparisons` gives, where the caller has walked them already.
+    """
     factors = factorial_factors(run) if factors is None else factors
     tested = tested_comparisons(run, factors) if tested is None else tested
     rows, notes = [], []
-    untestable = _untestable_counts(run, factors)
+    untestable = _untestable_counts(run, factors) if untestable is None else untestable
     for metric in _metrics(run):
         for factor in factors:
             family = []
@@ -232,15 +247,16 @@ def _seeds_are_blocks(scored: pd.DataFrame) -> bool:
     return len(counts) >= 2 and bool((counts >= 2).all())
 
 
-def _interaction_row(run: RunData, a: Factor, b: Factor, factors: list[Factor], metric: str) -> dict:
+def _interaction_row(a: Factor, b: Factor, factors: list[Factor], metric: str, scored: pd.DataFrame,
+                     labels: pd.DataFrame) -> dict:
+    """The ANOVA row of a x b on `metric`; `scored` holds the metric (and seed) of the trials `labels` labels."""
     row = {"factor_a": a.name, "factor_b": b.name, "metric": metric, "statistic": np.nan, "p_value": np.nan,
            "effect_size": np.nan, "verdict": "not testable", "test": INTERACTION_TEST, "df_num": np.nan,
            "df_den": np.nan, "n": 0, "reason": ""}
-    scored = accuracy_values(run, metric)
-    labels = _labels(scored, factors)
     # A conditional factor's null cells have no level to test: only trials where both factors exist enter.
     keep = (labels[a.name] != NULL_LEVEL) & (labels[b.name] != NULL_LEVEL)
-    scored, labels = scored[keep], labels[keep]
+    if not keep.all():
+        scored, labels = scored[keep], labels[keep]
     row["n"] = len(scored)
     if labels[a.name].nunique() < 2 or labels[b.name].nunique() < 2:
         row["reason"] = (f"fewer than 2 levels of {a.name} or {b.name} among the trials where both exist "
@@ -298,6 +314,20 @@ def _one_hot(codes: np.ndarray, n_levels: int) -> np.ndarray:
     return (codes[:, None] == np.arange(1, n_levels)[None, :]).astype(float)
 
 
+def _cells(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(each combination of codes that occurs, one row each in sorted order; each trial's row): np.unique(axis=0).
+
+    One integer per trial (the codes as digits of a mixed-radix number, the first most significant) sorts as
+    the rows do, and sorting 10^6 integers takes a hundredth of the time of sorting 10^6 rows.
+    """
+    # Too many combinations for one int64, or a missing value (code -1): sort the rows themselves.
+    if math.prod(sizes) >= 2**62 or any(code.size and code.min() < 0 for code in codes):
+        cell_codes, cell = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+        return cell_codes, cell.reshape(-1)
+    present, cell = np.unique(np.ravel_multi_index(codes, sizes), return_inverse=True)
+    return np.stack(np.unravel_index(present, sizes), axis=1), cell.reshape(-1)
+
+
 def interaction_anova(y: np.ndarray, a: np.ndarray, b: np.ndarray, covariates: list[np.ndarray],
                       blocks: np.ndarray | None) -> InteractionAnova:
     """The Type II F test of the A x B interaction in `y ~ C(a) * C(b) + C(c...) [+ C(block)]`, from cell sums.
@@ -316,8 +346,7 @@ def interaction_anova(y: np.ndarray, a: np.ndarray, b: np.ndarray, covariates: l
     factors = [a, b, *covariates]
     codes = [pd.factorize(values, sort=True)[0] for values in factors]
     sizes = [int(code.max()) + 1 for code in codes]
-    cell_codes, cell = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
-    cell = cell.reshape(-1)
+    cell_codes, cell = _cells(codes, sizes)
     columns = [_one_hot(cell_codes[:, i], size) for i, size in enumerate(sizes)]
     main_a, main_b = columns[0], columns[1]
     interaction = (main_a[:, :, None] * main_b[:, None, :]).reshape(len(cell_codes), -1)
@@ -361,9 +390,12 @@ def interactions_table(run: RunData, factors: list[Factor] | None = None,
     factors = factorial_factors(run) if factors is None else factors
     rows = []
     for metric in _metrics(run):
+        scored = accuracy_values(run, metric)
+        labels = _labels(scored, factors)  # once per metric: each pair reads the same labels
+        scored = scored[[column for column in (metric, "seed") if column in scored.columns]]
         for a, b in itertools.combinations(factors, 2):
             budgets.check(budget)  # one ANOVA per pair: an OLS fit on the trials where both exist
-            rows.append(_interaction_row(run, a, b, factors, metric))
+            rows.append(_interaction_row(a, b, factors, metric, scored, labels))
     return pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
 
 
@@ -395,8 +427,8 @@ def factorial_tables(run: RunData, budget: SectionBudget | None = None) -> Facto
     """Cell means, simple effects and interaction tests of every categorical factor with 2 or more levels."""
     budgets.check(budget)
     factors = factorial_factors(run)
-    tested = tested_comparisons(run, factors, budget)
-    simple, notes = simple_effects_table(run, factors, tested)
+    tested, untestable = _walk_comparisons(run, factors, budget)
+    simple, notes = simple_effects_table(run, factors, tested, untestable)
     return Factorial(factors=factors, cell_means=cell_means_table(run, factors), simple_effects=simple,
                      interactions=interactions_table(run, factors, budget), notes=notes, tested=tested)
 

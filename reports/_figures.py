@@ -195,9 +195,12 @@ def error_edf(run: RunData, factor: Factor | None) -> str:
         return to_data_uri(figure)
 
 
-def normalized_error_edf(run: RunData, factor: Factor) -> str:
-    """Complexity-normalised error EDF per level (Radosavovic et al. 2019, arXiv 1905.13214, Sec. 3.2)."""
-    frame = normalized_edf_frame(run, factor)
+def normalized_error_edf(run: RunData, factor: Factor, frame: pd.DataFrame | None = None) -> str:
+    """Complexity-normalised error EDF per level (Radosavovic et al. 2019, arXiv 1905.13214, Sec. 3.2).
+
+    `frame`: `normalized_edf_frame(run, factor)`, where the caller has it already.
+    """
+    frame = normalized_edf_frame(run, factor) if frame is None else frame
     legend_of = {}
     for level in factor.levels:
         of_level = frame[frame["level"] == level]

@@ -210,14 +210,14 @@ def _normalized_edf_html(run: RunData, tables: ReportTables) -> str:
         return ""
     if "macs" not in run.results.columns:
         return h.note(f"{runfolder.RESULTS_PARQUET} has no macs column: no complexity-normalised error EDF.")
-    drawable = [factor for factor in factors
-                if normalized_edf_frame(run, factor).groupby("level")["weight"].sum().gt(0).sum() >= 2]
+    frames = {factor.name: normalized_edf_frame(run, factor) for factor in factors}  # once: the figures draw them
+    drawable = [factor for factor in factors if frames[factor.name].groupby("level")["weight"].sum().gt(0).sum() >= 2]
     heading = "<h3>Normalised for complexity</h3>"
     if not drawable:
         return heading + h.note("No two levels have trials in a common range of MACs: the error EDFs cannot be "
                                 "normalised for complexity.")
-    images = [h.figure(_figures().normalized_error_edf(run, factor), f"complexity-normalised error EDF by {factor.name}")
-              for factor in drawable]
+    images = [h.figure(_figures().normalized_error_edf(run, factor, frames[factor.name]),
+                       f"complexity-normalised error EDF by {factor.name}") for factor in drawable]
     skipped = [factor.name for factor in factors if factor not in drawable]
     if skipped:
         heading += h.note(f"Not normalised: {', '.join(skipped)}, whose levels share no range of MACs (they differ in "
@@ -234,8 +234,8 @@ def _normalized_edf_html(run: RunData, tables: ReportTables) -> str:
 def _curves_section(run: RunData, tables: ReportTables) -> str:
     if run.curves is None:
         return h.note(f"{runfolder.CURVES_PARQUET} is missing: no learning curves.")
-    complete_ids = set(run.complete["trial_id"])
-    if not run.curves["trial_id"].isin(complete_ids).any():
+    # Each distinct trial id once, not each of 10^7 epochs.
+    if set(run.complete["trial_id"]).isdisjoint(run.curves["trial_id"].unique()):
         return h.note(f"{runfolder.CURVES_PARQUET} has no epoch of a complete trial: no learning curves.")
     caption = ("Mean validation accuracy per epoch over the complete trials of each level; the band is ±1 standard "
                "deviation across trials (none with a single trial). Failed and pruned trials are left out, since "

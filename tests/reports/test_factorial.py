@@ -313,6 +313,25 @@ def test_pooled_comparisons_are_unpaired_and_a_one_factor_study_is_paired(intera
         assert simple.loc[(row.level, row.metric), "verdict"] == row.verdict
 
 
+def test_simple_effects_that_cannot_be_tested_are_counted_in_the_notes(tmp_path):
+    """One complete trial of B at depth 56: B vs A there and 56 vs 20 within B are left out, and the notes count them."""
+    trials = synthetic.grid_trials({"shortcut": SHORTCUTS, "depth": DEPTHS}, SEEDS)
+    for trial in trials:
+        if trial["shortcut"] == "B" and int(trial["depth"]) == 56 and trial["seed"] > 0:
+            trial["status"] = "failed"
+    results, curves = synthetic.build_results(trials, epochs=2, seed=3)
+    factors = {"shortcut": {"levels": SHORTCUTS, "reference": "A"}, "depth": {"levels": DEPTHS, "reference": 20}}
+    run_dir = synthetic.write_run(tmp_path / "runs" / "thin_cell", results,
+                                  synthetic.run_info("thin_cell", factors, seeds=SEEDS), curves)
+    factorial = factorial_tables(load_run(run_dir))
+    assert [note.split(":")[0] for note in factorial.notes if "are left out" in note] == [
+        "1 simple effect(s) of shortcut are left out", "1 simple effect(s) of depth are left out"]
+    simple = factorial.simple_effects
+    assert simple[(simple["level"] == "B") & (simple["within"] == "depth=56")].empty
+    assert simple[(simple["level"] == "56") & (simple["within"] == "shortcut=B")].empty
+    assert len(simple[(simple["level"] == "none") & (simple["within"] == "depth=56")]) == 2  # both accuracies
+
+
 def test_a_failed_trial_drops_only_its_pair(tmp_path):
     run_dir = _planted_run(tmp_path / "runs", "one_failed", INTERACTION_ONLY_AT_56, drop=0)  # A, depth 20, seed 0
     simple = factorial_tables(load_run(run_dir)).simple_effects
@@ -465,6 +484,18 @@ def test_where_factors_interact_the_answer_leads_with_the_simple_effects(interac
     # Without an interaction the pooled lines come first and carry no such mark.
     plain = glance(build_report(main_effect_run).read_text(encoding="utf-8"))
     assert not any(line.startswith("Interaction: ") or line.startswith("Pooled across") for line in plain)
+
+
+def test_cells_are_the_sorted_distinct_rows_of_the_codes():
+    """The ANOVA's cells from one integer per trial are np.unique's rows, with and without a missing code."""
+    from reports._factorial import _cells
+
+    rng = np.random.default_rng(0)
+    codes = [rng.integers(0, size, 500) for size in (3, 4, 2)]
+    for case in (codes, [*codes[:2], np.where(codes[2] == 0, -1, codes[2])]):
+        expected, inverse = np.unique(np.stack(case, axis=1), axis=0, return_inverse=True)
+        cells, cell = _cells(case, [3, 4, 2])
+        assert np.array_equal(cells, expected) and np.array_equal(cell, inverse.reshape(-1))
 
 
 @pytest.mark.parametrize("blocked", [True, False])

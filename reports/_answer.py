@@ -2,7 +2,9 @@
 
 The same numbers as the report's simple effects (or, for one factor, its
 pooled comparisons): each level against its reference, with the test, the
-Holm-adjusted p and the verdict that comes from it.
+Holm-adjusted p and the verdict that comes from it. A study that names its
+question's comparisons (`report.primary`) gets those first, with what it would
+take to resolve them (reports._primary); everything else follows.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from reports._factorial import factorial_tables
 from reports._load import RunData, load_run
-from reports._stats import ablation_table, metric_name
+from reports._power import seed_plan
+from reports._primary import PrimaryAnswers, command_lines, primary_answers, resolve_clause
+from reports._stats import ABLATION_COLUMNS, ablation_table, metric_name
 
 MAX_LINES = 12
 
@@ -50,15 +56,40 @@ def matching_text(run: RunData) -> str | None:
     return text + "."
 
 
+def primary_lines(run: RunData, primary: PrimaryAnswers) -> list[str]:
+    """The answer to the study's question (report.primary): each comparison's test, and what would resolve it."""
+    question = run.info.get("question")
+    lines = [f"the study's question: {question}" if question else "the study's question (report.primary):"]
+    for answer in primary.answers:
+        if answer.problem:
+            lines.append(f"  {answer.name}: {answer.problem}")
+            continue
+        for row in answer.rows.itertuples():
+            where = f" at {row.within.replace('; ', ', ')}" if row.within else ""
+            resolve = resolve_clause(row, primary.plan)
+            lines.append(_line(row, answer.reference, where) + (f"; {resolve}" if resolve else ""))
+        if answer.scope:
+            lines.append(f"  ({answer.scope})")
+    if primary.more is not None:
+        first, *command = command_lines(primary.more, primary.plan.target_effect)
+        lines += [f"  {first}", *(f"    {text}" for text in command)]
+    return lines
+
+
 def answer_lines(run_dir: str | Path) -> list[str]:
-    """Plain-text lines: each level vs its reference (within each combination of the other factors when crossed)."""
+    """Plain-text lines: the study's primary comparisons first, where it names them (report.primary); then each
+    level vs its reference (within each combination of the other factors when crossed)."""
     run = load_run(run_dir)
     metric = run.headline_metric
     lines = []
+    factorial = factorial_tables(run)
+    ablation = pd.DataFrame(columns=ABLATION_COLUMNS) if factorial.crossed else ablation_table(run)
+    primary = primary_answers(run, ablation, factorial, lambda: seed_plan(run, tested=factorial.tested))
+    if primary is not None:
+        lines += primary_lines(run, primary)
     matched = matching_text(run)
     if matched:
         lines.append(matched)
-    factorial = factorial_tables(run)
     if factorial.crossed:
         table = factorial.simple_effects[factorial.simple_effects["metric"] == metric]
         rows = [_line(row, row.reference, f" at {row.within.replace('; ', ', ')}") for row in table.itertuples()]
@@ -68,8 +99,7 @@ def answer_lines(run_dir: str | Path) -> list[str]:
         rows += [f"  interaction {row.factor_a} x {row.factor_b}: two-way ANOVA p = {row.p_value:.3g}"
                  for row in found.itertuples()]
     else:
-        table = ablation_table(run)
-        table = table[(table["metric"] == metric) & ~table["is_reference"]]
+        table = ablation[(ablation["metric"] == metric) & ~ablation["is_reference"]]
         references = {factor.name: factor.reference for factor in run.factors}
         rows = [_line(row, references.get(row.factor), "") for row in table.itertuples()]
         title = f"each level vs its reference on {metric_name(metric)}:"

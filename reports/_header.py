@@ -13,6 +13,7 @@ from reports import _html as h
 from reports._answer import matching_text
 from reports._html import Cell, verdict_html
 from reports._load import RunData
+from reports._primary import command_lines, primary_answers, resolve_clause
 from reports._stats import accuracy_values, metric_name
 from reports._tables import ReportTables
 
@@ -235,6 +236,36 @@ def _findings(run: RunData, tables: ReportTables) -> str:
     return '<div class="findings"><b>At a glance</b><ul>' + "".join(f"<li>{line}</li>" for line in lines) + "</ul></div>"
 
 
+def _primary_block(run: RunData, tables: ReportTables) -> str:
+    """The answer to the study's question (report.primary) before everything else; '' where the study names none."""
+    primary = primary_answers(run, tables.ablation, tables.factorial, lambda: tables.seed_plan)
+    if primary is None:
+        return ""
+    metric, lines = run.headline_metric, []
+    # The table the answer reads, stopped by its time budget, is empty: say so rather than "fewer than 2 trials".
+    stopped = tables.over_budget.get("factorial" if tables.factorial.crossed else "ablation")
+    for answer in primary.answers:
+        name = f"<b>{h.escape(answer.factor)} = {h.escape(answer.level)}</b> vs {h.escape(answer.reference)}"
+        if answer.problem:
+            lines.append(f"{name}: {h.escape((stopped or answer.problem).rstrip('.'))}.")
+            continue
+        for row in answer.rows.itertuples():
+            where = f" at {h.escape(row.within.replace('; ', ', '))}" if row.within else ""
+            resolve = resolve_clause(row, primary.plan)
+            lines.append(
+                f"{name}{where}: {h.signed_points(row.diff)} pp {h.escape(metric_name(metric))} (95% CI "
+                f"{h.signed_points(row.diff_ci_low)} to {h.signed_points(row.diff_ci_high)}; {h.escape(row.test)}, "
+                f"Holm p = {h.p_value_text(row.p_adjusted)}; n = {row.n}) — {verdict_html(row.verdict)}"
+                + (f"; {h.escape(resolve)}." if resolve else "."))
+        if answer.scope:
+            lines.append(f"<i>{h.escape(answer.scope[0].upper() + answer.scope[1:])}.</i>")
+    if primary.more is not None:
+        first, *command = command_lines(primary.more, primary.plan.target_effect)
+        lines.append(h.escape(first[0].upper() + first[1:]) + "".join(f" <code>{h.escape(text)}</code>" for text in command))
+    return ('<div class="findings" data-testid="primary-answer"><b>The study\'s question, answered</b><ul>'
+            + "".join(f"<li>{line}</li>" for line in lines) + "</ul></div>")
+
+
 def _reference_n(ablation: pd.DataFrame, row: Any) -> int:
     reference = ablation[(ablation["factor"] == row.factor) & (ablation["metric"] == row.metric) & ablation["is_reference"]]
     return int(reference["n"].iloc[0]) if len(reference) else 0
@@ -242,11 +273,13 @@ def _reference_n(ablation: pd.DataFrame, row: Any) -> int:
 
 def header(run: RunData, tables: ReportTables, sections: list[tuple[str, str]],
            live_refresh_s: int | None = None) -> str:
-    """The page header: title, question, navigation, banners, findings, metadata and notes."""
+    """The page header: title, question, navigation, banners, the question's answer (report.primary), findings,
+    metadata and notes."""
     question = run.info.get("question")
     nav = "".join(f'<a href="#{h.escape(anchor)}">{h.escape(title)}</a>' for anchor, title in sections)
     notes = "".join(h.note(text) for text in run.notes + tables.notes)
     question_html = (f'<p class="question">{h.escape(question)}</p>' if question
                      else f'<p class="question muted">(no study question recorded in {runfolder.RUN_JSON})</p>')
     return (f"<header><h1>Study: {h.escape(run.name)}</h1>{question_html}<nav>{nav}</nav></header>"
-            + "".join(_banners(run, tables, live_refresh_s)) + _findings(run, tables) + _metadata(run, tables) + notes)
+            + "".join(_banners(run, tables, live_refresh_s)) + _primary_block(run, tables) + _findings(run, tables)
+            + _metadata(run, tables) + notes)

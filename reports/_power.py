@@ -14,10 +14,13 @@ assumes equal variances, as the textbook formula does).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import numbers
+import shlex
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,6 +43,9 @@ MIN_SEEDS = 2
 MAX_SEEDS = 10_000
 
 _SURE_EFFECT_SIZE = 1e3
+# The most seeds per point that `more_seeds` writes a command for: a study's search.repeats stops there too, and the
+# command lists every seed (search.seeds), which beyond this is pages of numbers for a run no one would start.
+MAX_COMMAND_SEEDS = 1_000
 
 POWER_COLUMNS = ["factor", "level", "reference", "within", "metric", "n", "paired", "sd_diff", "mde", "target_effect",
                  "seeds_needed", "n_ref", "trial_s", "device_hours"]
@@ -232,6 +238,63 @@ def seed_plan(run: RunData, effect: float | None = None, power: float = DEFAULT_
         })
     return SeedPlan(table=pd.DataFrame(rows, columns=POWER_COLUMNS), target_effect=float(effect),
                     target_source=source, power=float(power), devices_per_trial=devices, device_unit=unit)
+
+
+@dataclass(frozen=True)
+class MoreSeeds:
+    """What running a study again with more seeds costs, and the command that does it (None where none can)."""
+
+    seeds: int            # seeds per point after the run (those run now included)
+    seeds_run: int        # seeds per point now
+    points: int           # grid points, each run once per seed
+    new_trials: int       # points x (seeds - seeds_run): the trials already run are reused, not trained again
+    trial_s: float        # this run's mean wall time of a complete trial
+    device_hours: float   # new_trials x trial_s x devices per trial
+    device_unit: str
+    command: str | None
+    why_no_command: str = ""
+
+
+def more_seeds(run: RunData, seeds: int) -> MoreSeeds:
+    """The command that runs `run`'s study again with `seeds` seeds per point, and its cost at this run's trial times.
+
+    The command is the tested way to add seeds (tests/search/test_cluster.py): the study as run (study.yaml) into a
+    new folder, the trials of this folder taken as they are (`--reuse`, matched on architecture, training settings,
+    seed and data), and only the new seeds trained. `--resume` is no way to add them: it refuses a changed study.
+    """
+    devices, unit = trial_resources(run)
+    budget = run.info.get("budget") if isinstance(run.info.get("budget"), dict) else {}
+    run_seeds = sorted({int(seed) for seed in budget.get("seeds") or []})
+    planned = budget.get("trials")
+    points = planned // len(run_seeds) if isinstance(planned, int) and run_seeds else 0
+    trial_s = _mean_wall_s(run.complete)
+    new_trials = points * max(0, seeds - len(run_seeds))
+    result = dict(seeds=int(seeds), seeds_run=len(run_seeds), points=points, new_trials=new_trials, trial_s=trial_s,
+                  device_hours=new_trials * trial_s * devices / 3600.0, device_unit=unit)
+    try:
+        study = runfolder.read_study_record(run.run_dir)
+    except runfolder.RunFolderError as error:
+        raise ReportError(str(error)) from None
+    if run.info.get("strategy") != "grid" or not points:
+        return MoreSeeds(**result, command=None, why_no_command="only a grid study runs every point once per seed")
+    if study is None:
+        return MoreSeeds(**result, command=None, why_no_command=f"the run folder has no {runfolder.STUDY_YAML}")
+    if seeds > MAX_COMMAND_SEEDS:
+        return MoreSeeds(**result, command=None, why_no_command=(
+            f"more than {MAX_COMMAND_SEEDS:,} seeds per point; plan for a larger target effect (python -m reports.plan "
+            f"{run.run_dir} --effect ...) or for less noise (more data, more epochs)"))
+    if run_seeds == list(range(len(run_seeds))):
+        # Seeds 0..n-1, as repeats give them: so does this (a study that listed them drops its list first).
+        drop_list = [] if study.section("search").get("seeds") is None else ["--set", "search.seeds=null"]
+        seed_args = [*drop_list, "--set", f"search.repeats={seeds}"]
+    else:
+        # The seeds run first, so that every trial of this run is reused; then the smallest seeds not run yet.
+        added = itertools.islice((seed for seed in itertools.count() if seed not in run_seeds), seeds - len(run_seeds))
+        seed_args = ["--set", f"search.seeds=[{', '.join(map(str, [*run_seeds, *added]))}]"]
+    run_dir = Path(run.run_dir)
+    command = ["python", "-m", "search.run", str(run_dir / runfolder.STUDY_YAML),
+               "--out", str(run_dir.with_name(f"{run_dir.name}_{seeds}_seeds")), "--reuse", str(run_dir), *seed_args]
+    return MoreSeeds(**result, command=shlex.join(command))
 
 
 def _points(fraction: float) -> str:

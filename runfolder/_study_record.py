@@ -10,6 +10,7 @@ that the study schema (space) and the report read one value.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +31,46 @@ MIN_TARGET_EFFECT = 1e-4
 TARGET_EFFECT_RULE = (f"a fraction strictly between 0 and 1, at least {MIN_TARGET_EFFECT:g} (0.01 = 1 pp; "
                       f"{MIN_TARGET_EFFECT:g} = 0.01 pp, one image of a 10,000-image test set, is the smallest "
                       "difference a test set measures)")
+# report.primary: the comparisons the study's question asks. A question names one or two; the bound keeps a
+# hand-edited study.yaml from asking the report for thousands (the study schema allows no more either).
+MAX_PRIMARY_COMPARISONS = 8
+# A factor name or a level label longer than this is no name a study produced (the schema caps them alike).
+MAX_PRIMARY_TEXT = 200
+PRIMARY_KEYS = ("factor", "level", "reference")
+PRIMARY_LEVEL_RULE = (f"a level as the study's choice writes it: a name of 1 to {MAX_PRIMARY_TEXT} characters, a "
+                      "finite number or a boolean")
 # search.scheduler when the study names none.
 NO_SCHEDULER = "none"
 # search.asha when the study leaves a setting out (the study schema's defaults, and the report's for such a
 # study.yaml): a trial trains 1 epoch before ASHA may stop it, and about 1 in 3 goes on from each rung.
 DEFAULT_ASHA_GRACE_PERIOD = 1
 DEFAULT_ASHA_REDUCTION_FACTOR = 3
+# search.asha.schedule and .promotion when the study leaves them out. truncated: a trial cut at a rung ran the first
+# epochs of the full-length schedule; budget_true: each rung's training anneals fully by the rung's last epoch (Li,
+# Yumer & Ramanan, "Budgeted Training", ICLR 2020, arXiv 1905.04753). The defaults are what measured better in
+# bench/RESULTS.md ("Budget-true rungs"): budget_true ranked no better at the first rung, and restart spent 1.6 times
+# the epochs of continue.
+ASHA_SCHEDULES = ("truncated", "budget_true")
+ASHA_PROMOTIONS = ("continue", "restart")
+DEFAULT_ASHA_SCHEDULE = "truncated"
+DEFAULT_ASHA_PROMOTION = "continue"
+
+
+def asha_rung_epochs(grace_period: int, reduction_factor: float, max_epochs: int) -> tuple[int, ...]:
+    """The epochs that close ASHA's rungs, ending with `max_epochs`: grace_period x eta^k, rounded up, below it.
+
+    Ray Tune's ASHAScheduler (one bracket) compares a trial at the first epoch it reports at or past each
+    milestone grace_period * eta**k, and stops every trial at max_t; so with whole epochs a rung closes at the
+    milestone rounded up, and the last stretch of training ends at `max_epochs`. The one home of this rule: the
+    budget-true trainer (search.train), the study checks and the reports read it here.
+    """
+    rungs: list[int] = []
+    k = 0
+    while (epoch := math.ceil(grace_period * reduction_factor ** k)) < max_epochs:
+        if not rungs or epoch > rungs[-1]:  # an eta near 1 rounds two milestones to one epoch
+            rungs.append(epoch)
+        k += 1
+    return (*rungs, max_epochs)
 
 
 def _frozen(value: Any) -> Any:
@@ -57,6 +92,27 @@ def plain(value: Any) -> Any:
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class PrimaryComparison:
+    """One comparison the study's question asks (`report.primary`): `factor` at `level` against `reference`.
+
+    The levels are as study.yaml writes them (a name, a number or a boolean); the report labels them as it
+    labels every level.
+    """
+
+    factor: str
+    level: str | int | float | bool
+    reference: str | int | float | bool
+
+
+def is_primary_level(value: Any) -> bool:
+    """Whether `value` may be a level of report.primary (PRIMARY_LEVEL_RULE: the study schema checks the same)."""
+    if isinstance(value, str):
+        return 0 < len(value) <= MAX_PRIMARY_TEXT
+    return isinstance(value, (bool, numbers.Integral)) or (isinstance(value, numbers.Real)
+                                                            and math.isfinite(float(value)))
 
 
 @dataclass(frozen=True)
@@ -116,6 +172,43 @@ class StudyRecord:
         if not is_target_effect(value):
             raise RunFolderError(f"{self.path}: report.target_effect: got {value!r}; allowed: {TARGET_EFFECT_RULE}")
         return float(value)
+
+    @property
+    def primary(self) -> tuple[PrimaryComparison, ...]:
+        """`report.primary`; empty where the study names none (and in run folders written before it existed).
+
+        RunFolderError, naming the field, for anything but a list of at most MAX_PRIMARY_COMPARISONS mappings of
+        `factor` (a name), `level` and `reference` (each a name, number or boolean).
+        """
+        value = self.section("report").get("primary")
+        if value is None:
+            return ()
+        where = f"{self.path}: report.primary"
+        if not isinstance(value, tuple) or not 1 <= len(value) <= MAX_PRIMARY_COMPARISONS:
+            shown = f"a list of {len(value)}" if isinstance(value, tuple) else type(value).__name__
+            raise RunFolderError(f"{where}: got {shown}; allowed: a list of 1 to {MAX_PRIMARY_COMPARISONS} "
+                                 "comparisons {factor, level, reference}")
+        comparisons = []
+        for index, item in enumerate(value):
+            if not isinstance(item, Mapping) or set(item) != set(PRIMARY_KEYS):
+                shown = sorted(map(str, item))[:5] if isinstance(item, Mapping) else type(item).__name__
+                raise RunFolderError(f"{where}[{index}]: got {shown}; allowed: a mapping of exactly "
+                                     f"{', '.join(PRIMARY_KEYS)}")
+            factor = item["factor"]
+            if not isinstance(factor, str) or not 0 < len(factor) <= MAX_PRIMARY_TEXT:
+                raise RunFolderError(f"{where}[{index}].factor: got {_shown(factor)}; allowed: a factor name of 1 "
+                                     f"to {MAX_PRIMARY_TEXT} characters")
+            for key in ("level", "reference"):
+                if not is_primary_level(item[key]):
+                    raise RunFolderError(f"{where}[{index}].{key}: got {_shown(item[key])}; allowed: "
+                                         f"{PRIMARY_LEVEL_RULE}")
+            comparisons.append(PrimaryComparison(factor, item["level"], item["reference"]))
+        return tuple(comparisons)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def is_target_effect(value: Any) -> bool:

@@ -22,6 +22,8 @@ from pydantic.json_schema import SkipJsonSchema
 from models import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, presets
 # One home: the report reads the same default and rule from study.yaml.
 from runfolder import DEFAULT_TARGET_EFFECT, MIN_TARGET_EFFECT, TARGET_EFFECT_RULE, is_target_effect
+# ... and report.primary's bounds and level rule, which the report reads back through the same record.
+from runfolder import MAX_PRIMARY_COMPARISONS, MAX_PRIMARY_TEXT, PRIMARY_LEVEL_RULE, is_primary_level
 
 from ._forms import PositiveFloat, PositiveInt, StrictModel, categorical, integer, interval, one_of, real, rule_error
 from ._forms import (MAX_BATCH_SIZE, MAX_CROP_PADDING, MAX_EPOCHS, MAX_IMAGES, MAX_IN_CHANNELS, MAX_LR, MAX_STAGES,
@@ -327,8 +329,58 @@ TargetEffect = Annotated[float, AfterValidator(_check_target_effect),
                          JsonSchemaKeywords(minimum=MIN_TARGET_EFFECT, exclusiveMaximum=1)]
 
 
+def _check_primary_level(value: Any) -> Any:
+    # One rule, one message: a union of types would answer null with one error per member.
+    if not is_primary_level(value):
+        raise rule_error("not a level", PRIMARY_LEVEL_RULE)
+    return value
+
+
+# A level as a study file writes it in a choice: a name, a finite number or a boolean.
+PrimaryLevel = Annotated[Any, AfterValidator(_check_primary_level),
+                         JsonSchemaKeywords(anyOf=[{"type": "string", "minLength": 1, "maxLength": MAX_PRIMARY_TEXT},
+                                                   {"type": "number"}, {"type": "boolean"}])]
+
+
+class PrimaryComparison(StrictModel):
+    """One comparison the study's question asks: a level of a searched factor against its reference level."""
+
+    factor: Annotated[str, Field(min_length=1, max_length=MAX_PRIMARY_TEXT)]
+    """The searched field, by its factor name: shortcut, blocks_per_stage, stages.1.depth, train.lr."""
+    level: PrimaryLevel
+    """The level the question asks about, as the study's choice writes it (B, 9, 0.25, true)."""
+    reference: PrimaryLevel
+    """The level it is compared with: the factor's reference level, the first of its choice (the report tests
+    every level against it, so the verdict is that test's)."""
+
+    @field_validator("reference")
+    @classmethod
+    def _not_the_level(cls, reference: Any, info: ValidationInfo) -> Any:
+        if "level" in info.data and same_level(info.data["level"], reference):
+            raise rule_error("the level compared with itself", "a level of the factor other than report.primary's level")
+        return reference
+
+
+def same_level(a: Any, b: Any) -> bool:
+    """Whether two levels as a study writes them are one level: 9 and 9.0 are, true and 1 are not (as the report
+    labels them)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
 class ReportSection(StrictModel):
     """`report`: what the report is asked to resolve."""
+
+    # Which comparison the study exists to answer: the driver's last lines and the report's first block answer it
+    # first, with what it would take to resolve it; without it both keep the order of every comparison.
+    primary: Annotated[list[PrimaryComparison], Field(min_length=1, max_length=MAX_PRIMARY_COMPARISONS)] | None = None
+    """The comparison(s) the study's question asks, e.g. [{factor: shortcut, level: B, reference: A}]: the driver's
+    last lines and the report's first block answer them first (the estimate and its CI, the verdict at Holm, and,
+    when within noise, the seeds and device-hours that would resolve report.target_effect, as a command to run).
+    Each names a searched factor, one of its levels, and its reference level (the first of its choice), against
+    which the report tests every level; where the study crosses factors, it is answered within each level of the
+    others."""
 
     # The smallest accuracy difference worth resolving (a fraction: 0.01 = 1 pp); the power
     # analysis says how many seeds per level would detect it. At least MIN_TARGET_EFFECT: a smaller

@@ -188,7 +188,7 @@ def _read(reader: Any, run_dir: Path, *args: Any) -> Any:
 REPORT_RESULT_COLUMNS = ("trial_id", "status", "number", "seed", *ACCURACY_COLUMNS, "params", "macs", "flops",
                          "epochs_run", "wall_s", "error", "checkpoint", "arch_key", "arch_yaml",
                          runfolder.REUSED_FROM)
-REPORT_RESULT_PREFIXES = (FACTOR_PREFIX, "match.")
+REPORT_RESULT_PREFIXES = (FACTOR_PREFIX, "match.", runfolder.SCREEN_PREFIX)  # screen.<proxy>: the replay screens on them
 
 
 def report_columns(name: str) -> bool:

@@ -22,6 +22,9 @@ TRAIN_JSON = "train_json"
 # target cost and the relative gap left, (cost - target) / target. Absent where nothing is matched.
 MATCH_PREFIX = "match."
 MATCH_FIELDS = ("by", "adjust", "value", "target", "gap")
+# A trial chosen by a zero-cost screen (search.screen): its score at initialisation under the screen's proxy (and,
+# for the vote, under each voter), one column per proxy. Absent where nothing is screened.
+SCREEN_PREFIX = "screen."
 # workers, global_batch, base_lr and batchnorm: how a trial was parallelised (search.resources.workers); rows
 # written before they existed lack them.
 INTEGER_METRICS = ("params", "macs", "flops", "epochs_run", "workers", "global_batch")
@@ -52,6 +55,11 @@ def trial_id(number: int) -> str:
     return f"trial_{number:04d}"
 
 
+def screen_column(proxy: str) -> str:
+    """The results column of a proxy's score: `screen.synflow`."""
+    return SCREEN_PREFIX + proxy
+
+
 def float_or_nan(value: Any) -> float:
     """`float(value)`, else NaN (None, "", text, a list): how every reader takes a cell that should be a number."""
     try:
@@ -68,11 +76,12 @@ def is_missing(value: Any) -> bool:
 def trial_row(*, number: int, status: str, seed: int | None, factors: Mapping[str, Any],
               spec: SpecLike | None, train: Mapping[str, Any] | None, metrics: Mapping[str, Any],
               error: str = "", checkpoint: str = "", matched: Mapping[str, Any] | None = None,
-              reused_from: str = "") -> dict[str, Any]:
+              reused_from: str = "", screen: Mapping[str, float] | None = None) -> dict[str, Any]:
     """One results row; `train` is `TrainSettings.to_dict()`, `metrics` what `search.train.fit` returned (maybe partial).
 
     `matched` is the plan's match record (`space.TrialPlan.matched`), written as the `match.*` columns;
-    `reused_from` a `reused_from_cell` where the metrics were taken from an earlier run's trial.
+    `reused_from` a `reused_from_cell` where the metrics were taken from an earlier run's trial;
+    `screen` the proxy scores a zero-cost screen gave the trial, written as the `screen.*` columns.
     """
     if status not in STATUSES:
         raise ValueError(f"status: got {status!r}; allowed: {', '.join(STATUSES)}")
@@ -88,6 +97,8 @@ def trial_row(*, number: int, status: str, seed: int | None, factors: Mapping[st
         row[TRAIN_JSON] = json.dumps(dict(train), sort_keys=True)
     if matched is not None:
         row.update({MATCH_PREFIX + name: matched.get(name) for name in MATCH_FIELDS})
+    if screen is not None:
+        row.update({screen_column(proxy): float_or_nan(score) for proxy, score in screen.items()})
     for column in INTEGER_METRICS:
         value = metrics.get(column)
         row[column] = int(value) if value is not None and not is_missing(value) else None

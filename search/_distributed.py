@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from ._data_parallel import DataParallel
-from .train import fit
+from .train import BudgetRungs, fit
 
 if TYPE_CHECKING:
     from models import ArchSpec
@@ -78,7 +78,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
                  space.DataSettings.from_dict(config["data"]), report=report, splits=ray.get(config["splits"]),
                  device=ray.train.torch.get_device(), save_to=save_to,
                  final_eval_on_train_val=config["final_eval_on_train_val"], distributed=distributed,
-                 cpus=config["cpus_per_worker"])
+                 cpus=config["cpus_per_worker"],
+                 rungs=None if config["rungs"] is None else BudgetRungs.from_dict(config["rungs"]))
     ray.train.report({"kind": "final", "metrics": {k: v for k, v in result.items() if k != "dataset"},
                       "process": process})
 
@@ -87,7 +88,7 @@ def fit_data_parallel(spec: ArchSpec, train: TrainSettings, data: DataSettings,
                       report: Callable[[dict[str, Any]], None] | None = None, splits: Any = None,
                       save_to: str | Path | None = None, final_eval_on_train_val: bool = False, *,
                       workers: int, cpus: float, gpus: float, sync_batchnorm: bool = False,
-                      storage_path: str | None = None) -> dict[str, Any]:
+                      storage_path: str | None = None, rungs: BudgetRungs | None = None) -> dict[str, Any]:
     """`train.fit` as `workers` data-parallel processes under Ray Train; called inside a Tune trial.
 
     The same arguments and result as `fit`; `report` is called here, in the
@@ -105,6 +106,7 @@ def fit_data_parallel(spec: ArchSpec, train: TrainSettings, data: DataSettings,
         "splits": ray.put(splits),  # once into the object store; each worker reads it from there
         "save_to": str(save_to) if save_to is not None else None, "final_eval_on_train_val": final_eval_on_train_val,
         "sync_batchnorm": sync_batchnorm, "cpus_per_worker": cpus,
+        "rungs": None if rungs is None else rungs.to_dict(),  # train.BudgetRungs, as plain data
     }
     # The global batch is train.batch_size whatever the worker count (each worker takes batch_size / workers),
     # so the study's learning rate applies unchanged. Goyal et al. 2017 (arXiv 1706.02677) scale the rate

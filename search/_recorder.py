@@ -21,7 +21,7 @@ from models import ArchSpec
 from runfolder import RANKING_COLUMN, ResultsTables
 
 from ._reuse import EarlierTrial, copy_checkpoint
-from ._trial import PLAN, TRIAL_NUMBER, objective_metric, sampled_params
+from ._trial import PLAN, SCREEN, TRIAL_NUMBER, objective_metric, sampled_params
 
 
 @dataclass
@@ -110,11 +110,14 @@ class Recorder:
             status = "pruned"
             error = f"stopped early by the scheduler after epoch {result.get('epoch', '?')}"
             result = {**result, "val_acc_best": result.get(objective_metric("val_acc"), math.nan),
-                      "val_acc_final": result.get("val_acc"), "epochs_run": result.get("epoch")}
+                      "val_acc_final": result.get("val_acc"),
+                      # the epochs trained, which budget-true restarts make more than the budget epoch reached
+                      "epochs_run": result.get("epochs_run", result.get("epoch"))}
         else:
             status = result.get("status", "failed")
         row = runfolder.trial_row(number=config[TRIAL_NUMBER], status=status, seed=seed, factors=factors,
-                                  spec=spec, train=train, metrics=result, error=error, matched=matched)
+                                  spec=spec, train=train, metrics=result, error=error, matched=matched,
+                                  screen=config.get(SCREEN))
         self.tables.add_trial(row, self.curves.pop(tune_trial_id, []))
         self.recorded_here.append(row["trial_id"])
         self.counts.add(status)
@@ -146,10 +149,12 @@ class Recorder:
         return row
 
     def trial_rejected(self, number: int, params: dict[str, Any], reason: str,
-                       plan: dict[str, Any] | None) -> None:
+                       plan: dict[str, Any] | None, screen: dict[str, float] | None = None) -> None:
+        """Record a sample rejected before training (a constraint, or search.screen with its `screen` scores)."""
         spec, train, factors, seed, matched = _planned(plan, sampled_params(params))
         row = runfolder.trial_row(number=number, status="pruned", seed=seed, factors=factors, spec=spec,
-                                  train=train, metrics={}, error=runfolder.REJECTED_PREFIX + reason, matched=matched)
+                                  train=train, metrics={}, error=runfolder.REJECTED_PREFIX + reason, matched=matched,
+                                  screen=screen)
         self.tables.add_trial(row)
 
     def tell(self, event: str, *args: Any) -> None:

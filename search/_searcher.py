@@ -21,6 +21,13 @@ What this adds to `ray.tune.search.optuna.OptunaSearch`:
   in `result` alone.
 - **Honest states.** A trial our trainer reports as failed is told FAIL, one
   stopped early by ASHA is told PRUNED, not COMPLETE with a partial value.
+- **Zero-cost screens.** With `search.screen`, each trial that trains is
+  the best of several samples within the constraints, scored at
+  initialisation by a zero-cost proxy (`screens.ProxyScreen`, here in the
+  driver); the others are told to Optuna as pruned, with the reason and
+  their scores as user attributes, recorded as rejected rows, and not
+  counted against the budget. The kept sample's scores travel in its
+  config (`SCREEN`) to its results row.
 - **Reuse.** A sample that an earlier run already trained (`reuse` finds
   and records it: search._reuse) is told COMPLETE with that trial's values
   and never reaches Tune; the searcher samples on. It counts against the
@@ -34,14 +41,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from ._trial import PLAN, TRIAL_NUMBER
+from ._trial import PLAN, SCREEN, TRIAL_NUMBER
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,9 @@ logger = logging.getLogger(__name__)
 Screen = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
 # The trial's user attribute holding its final metrics and per-epoch validation accuracy (`trial_summary`).
 RESULT_ATTR = "result"
+# Why a sample was not trained (a constraint, or a screen), and a screened sample's proxy scores.
+REJECTED_ATTR = "rejected"
+SCREEN_ATTR = "screen"
 SUMMARY_KEYS = ("status", "test_acc", "val_acc_best", "params", "macs", "epochs_run", "error", "reused_from")
 MAX_REJECTIONS_IN_A_ROW = 2000
 # The key under which a sample drawn before Tune starts waits for Tune's first trial id.
@@ -66,21 +76,37 @@ class Reused(NamedTuple):
 Reuse = Callable[[int, dict[str, Any], dict[str, Any]], Reused | None]
 
 
+class ProxyRanking(Protocol):
+    """search.screen as the searcher uses it (`screens.ProxyScreen`): samples per trial, and which one trains."""
+
+    @property
+    def candidates(self) -> int:
+        """Samples drawn for each trial that trains."""
+
+    def choose(self, plans: Sequence[dict[str, Any]]) -> tuple[int, list[dict[str, float]]]:
+        """The position of the plan to train, and each plan's scores by proxy."""
+
+    def rejection(self, scores: dict[str, float], kept: dict[str, float], drawn: int) -> str:
+        """Why a candidate with `scores` is not trained."""
+
+
 class ScreeningOptunaSearch(OptunaSearch):
     """OptunaSearch that rejects constraint-breaking samples and records trials in full."""
 
     def __init__(self, *args: Any, screen: Screen,
-                 on_rejected: Callable[[int, dict[str, Any], str, dict[str, Any] | None], None],
+                 on_rejected: Callable[..., None],
                  objective_metrics: list[str], reuse: Reuse | None = None, budget: int | None = None,
-                 **kwargs: Any) -> None:
+                 proxy_screen: ProxyRanking | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._screen = screen
+        # on_rejected(number, params, reason, plan[, screen scores]): the recorder writes the rejected row
         self._on_rejected = on_rejected
         self._objective_metrics = objective_metrics
         self._curves: dict[str, dict[int, float]] = {}  # validation accuracy by epoch, of trials in flight
         self._reuse = reuse
         self._budget = budget  # trials still to hand to Tune or take from earlier runs; None: Tune counts alone
         self._held: dict[str, Any] | None = None  # drawn by sample_until_training_needed, for Tune's first trial
+        self._proxy_screen = proxy_screen  # search.screen; None trains every sample
 
     @property
     def optuna_study(self) -> optuna.Study:
@@ -104,28 +130,17 @@ class ScreeningOptunaSearch(OptunaSearch):
             config, self._held = self._held, None
             self._ot_trials[trial_id] = self._ot_trials.pop(_BEFORE_TUNE)
             return config
-        rejected = 0
         while self._budget is None or self._budget > 0:
-            params = super().suggest(trial_id)
-            if not isinstance(params, dict):
-                return params
+            sample = self._draw(trial_id)
+            if not isinstance(sample, tuple):
+                return sample
+            params, plan, screen = sample
             ot_trial = self._ot_trials[trial_id]
-            plan, reason = self._screen(params)
-            if reason is not None:
-                ot_trial.set_user_attr("rejected", reason)
-                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-                del self._ot_trials[trial_id]
-                self._on_rejected(ot_trial.number, params, reason, plan)
-                rejected += 1
-                if rejected >= MAX_REJECTIONS_IN_A_ROW:
-                    raise RuntimeError(
-                        f"search: {MAX_REJECTIONS_IN_A_ROW} samples in a row broke the space constraints; "
-                        "loosen space.constraints or narrow the searched ranges")
-                continue
             self._spend()
             reused = self._reuse(ot_trial.number, params, plan) if self._reuse is not None else None
             if reused is None:
-                return {**params, TRIAL_NUMBER: ot_trial.number, PLAN: plan}
+                config = {**params, TRIAL_NUMBER: ot_trial.number, PLAN: plan}
+                return config if screen is None else {**config, SCREEN: screen}
             # Recorded already (the run folder first, as for a trained trial); Optuna learns its values now.
             del self._ot_trials[trial_id]
             ot_trial.set_user_attr(RESULT_ATTR, trial_summary(reused.result))
@@ -134,6 +149,60 @@ class ScreeningOptunaSearch(OptunaSearch):
             values = reused.values
             self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0], state=TrialState.COMPLETE)
         return Searcher.FINISHED
+
+    def _sample(self, trial_id: str) -> tuple[dict[str, Any], dict[str, Any]] | Any:
+        """(params, plan) of the next sample within the constraints, its Optuna trial at `trial_id`; else what Optuna's
+        searcher said (None, FINISHED). A sample that breaks a constraint is told pruned, recorded, and drawn again."""
+        rejected = 0
+        while True:
+            params = super().suggest(trial_id)
+            if not isinstance(params, dict):
+                return params
+            ot_trial = self._ot_trials[trial_id]
+            plan, reason = self._screen(params)
+            if reason is None:
+                return params, plan
+            ot_trial.set_user_attr(REJECTED_ATTR, reason)
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            del self._ot_trials[trial_id]
+            self._on_rejected(ot_trial.number, params, reason, plan)
+            rejected += 1
+            if rejected >= MAX_REJECTIONS_IN_A_ROW:
+                raise RuntimeError(
+                    f"search: {MAX_REJECTIONS_IN_A_ROW} samples in a row broke the space constraints; "
+                    "loosen space.constraints or narrow the searched ranges")
+
+    def _draw(self, trial_id: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, float] | None] | Any:
+        """(params, plan, screen scores or None) of the sample to train, its Optuna trial at `trial_id`.
+
+        Without a screen, the next sample within the constraints. With one, the
+        best of `candidates` such samples by its proxy; the others are told
+        pruned (reason and scores as user attributes) and recorded as rejected.
+        Fewer candidates are screened where Optuna's searcher stops giving them.
+        """
+        if self._proxy_screen is None:
+            sample = self._sample(trial_id)
+            return (*sample, None) if isinstance(sample, tuple) else sample
+        drawn: list[tuple[dict[str, Any], dict[str, Any], optuna.Trial]] = []
+        for _ in range(self._proxy_screen.candidates):
+            sample = self._sample(trial_id)
+            if not isinstance(sample, tuple):
+                if not drawn:
+                    return sample
+                break
+            drawn.append((*sample, self._ot_trials.pop(trial_id)))
+        best, scores = self._proxy_screen.choose([plan for _, plan, _ in drawn])
+        for position, (params, plan, ot_trial) in enumerate(drawn):
+            ot_trial.set_user_attr(SCREEN_ATTR, {k: v for k, v in scores[position].items() if _json_safe(v)})
+            if position == best:
+                continue
+            reason = self._proxy_screen.rejection(scores[position], scores[best], len(drawn))
+            ot_trial.set_user_attr(REJECTED_ATTR, reason)
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            self._on_rejected(ot_trial.number, params, reason, plan, scores[position])
+        params, plan, ot_trial = drawn[best]
+        self._ot_trials[trial_id] = ot_trial
+        return params, plan, scores[best]
 
     def _spend(self) -> None:
         if self._budget is not None:

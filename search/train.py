@@ -42,14 +42,76 @@ class TrialDiverged(RuntimeError):
 
 
 # ------------------------------------------------------------ optimisation
+@dataclass(frozen=True)
+class BudgetRungs:
+    """Budget-true ASHA rungs (search.asha.schedule budget_true), as plain data from the driver to the worker.
+
+    `rungs` are the epochs that close ASHA's rungs, the last one the longest training
+    (runfolder.asha_rung_epochs, their one home); `promotion` (runfolder.ASHA_PROMOTIONS) is how a trial
+    goes on past a rung.
+    """
+
+    rungs: tuple[int, ...]
+    promotion: str = "continue"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for a Ray worker."""
+        return {"rungs": list(self.rungs), "promotion": self.promotion}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BudgetRungs":
+        """Inverse of `to_dict`."""
+        return cls(rungs=tuple(int(epoch) for epoch in data["rungs"]), promotion=str(data["promotion"]))
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One stretch of training under one learning-rate schedule, which has decayed fully after budget epoch `end`.
+
+    It trains budget epochs `start` + 1 .. `end`, from fresh weights or from the previous leg's, and reports
+    (validates) only those after `reported_after`: a restarted trial measured the earlier ones on a shorter leg.
+    """
+
+    start: int
+    end: int
+    from_scratch: bool
+    reported_after: int
+
+    @property
+    def epochs(self) -> int:
+        """The epochs this leg trains."""
+        return self.end - self.start
+
+
+def training_legs(epochs: int, rungs: BudgetRungs | None = None) -> list[Leg]:
+    """The legs of a trial of `epochs` epochs: one full-length schedule, or one per rung under budget-true rungs.
+
+    continue: each rung's stretch goes on from the previous weights on a schedule of its own (a warm restart,
+    SGDR, Loshchilov & Hutter 2017, arXiv 1608.03983); restart: each rung trains from scratch on a schedule
+    compressed into its whole budget (Li, Yumer & Ramanan, "Budgeted Training", ICLR 2020, arXiv 1905.04753).
+    """
+    if rungs is None:
+        return [Leg(0, epochs, True, 0)]
+    # A trial whose own train.epochs is below the study's longest (a searched budget) ends there.
+    ends = [epoch for epoch in rungs.rungs if epoch < epochs] + [epochs]
+    starts = [0, *ends[:-1]]
+    if rungs.promotion == "restart":
+        return [Leg(0, end, True, start) for start, end in zip(starts, ends)]
+    return [Leg(start, end, start == 0, start) for start, end in zip(starts, ends)]
+
+
 # OPTIMIZERS and SCHEDULES live in space, beside the TrainSettings fields that name them.
-def lr_factor(step: int, steps_per_epoch: int, train: TrainSettings) -> float:
-    """Multiplier of `train.lr` at optimiser step `step` (0-based): linear warm-up, then the schedule."""
-    warmup_steps = train.warmup_epochs * steps_per_epoch
+def lr_factor(step: int, steps_per_epoch: int, train: TrainSettings, leg: Leg | None = None) -> float:
+    """Multiplier of `train.lr` at optimiser step `step` (0-based, counted from the start of `leg`, by default the
+    whole training): linear warm-up, then the schedule, which reaches its end value after the leg's last step."""
+    leg = leg or Leg(0, train.epochs, True, 0)
+    # Budgeted training compresses the whole schedule, warm-up included, into the leg; a leg that goes on from
+    # trained weights restarts the rate without one, as SGDR does.
+    warmup_steps = round(train.warmup_epochs * leg.epochs / train.epochs * steps_per_epoch) if leg.from_scratch else 0
     if step < warmup_steps:
         # Start above zero so the first step already moves the weights.
         return (step + 1) / (warmup_steps + 1)
-    total = train.epochs * steps_per_epoch
+    total = leg.epochs * steps_per_epoch
     after = total - warmup_steps
     progress = (step - warmup_steps) / after if after > 0 else 1.0
     return SCHEDULES[train.schedule](min(progress, 1.0), train)
@@ -216,7 +278,8 @@ def check_classes(spec: ArchSpec, num_classes: int) -> None:
 def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report | None = None,
         splits: imagefeed.DatasetSplits | None = None, device: str | torch.device | None = None,
         save_to: str | Path | None = None, final_eval_on_train_val: bool = False,
-        distributed: DataParallel | None = None, cpus: float | None = None) -> dict[str, Any]:
+        distributed: DataParallel | None = None, cpus: float | None = None,
+        rungs: BudgetRungs | None = None) -> dict[str, Any]:
     """Train `spec` with `train` on `data`; call `report` after every epoch; return the final metrics.
 
     A NaN or infinite loss, or running out of memory, ends the trial with
@@ -231,11 +294,15 @@ def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report
     affinity) sets a streamed dataset's loader workers (imagefeed.loader_workers).
     The result's `peak_host_mib` covers this process and its loader workers,
     `peak_device_mib` torch's allocations on a CUDA device (NaN elsewhere).
+    `rungs` trains budget-true ASHA rungs (`training_legs`): each report's `epoch` is then the budget epoch,
+    the one ASHA's rungs count, and `epochs_run` (in each report and the result) the epochs actually trained,
+    which a restarted trial makes more.
     """
     device = pick_device(device)
     imagefeed.reset_peak_device(device)
     with imagefeed.PeakHostMemory() as host:
-        result = _fit(spec, train, data, report, splits, device, save_to, final_eval_on_train_val, distributed, cpus)
+        result = _fit(spec, train, data, report, splits, device, save_to, final_eval_on_train_val, distributed, cpus,
+                      rungs)
     result["peak_host_mib"] = host.mib
     result["peak_device_mib"] = imagefeed.peak_device_mib(device)
     return result
@@ -244,7 +311,7 @@ def fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report
 def _fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Report | None,
          splits: imagefeed.DatasetSplits | imagefeed.StreamedSplits | None, device: torch.device,
          save_to: str | Path | None, final_eval_on_train_val: bool, distributed: DataParallel | None,
-         cpus: float | None) -> dict[str, Any]:
+         cpus: float | None, rungs: BudgetRungs | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     if train.max_threads is not None and device.type == "cpu":
         torch.set_num_threads(train.max_threads)
@@ -279,22 +346,11 @@ def _fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Repor
             val_x, val_y = val_x[:0], val_y[:0]
 
     memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
-    model = models.build(spec).to(device=device, memory_format=memory_format)
-    net = model  # what is evaluated and saved: the network, never its DDP wrapper
-    if distributed is not None:
-        model = distributed.wrap(model, device)
-        net = model.module
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = OPTIMIZERS[train.optimizer](params, train)
+    # A leg that trains from scratch (a restarted rung) starts from these very initial weights and batch order.
+    initial_rng = torch.random.get_rng_state()
     augment = imagefeed.BatchAugment(crop_padding=data.crop_padding, flip=data.flip,
                                     mean=splits.mean, std=splits.std)
-    generator = torch.Generator(device=device).manual_seed(train.seed)
-    # Every worker draws the same batch order (so its shares of a batch are disjoint), but crops of its own.
-    crops = generator if distributed is None else \
-        torch.Generator(device=device).manual_seed(distributed.augment_seed(train.seed))
     steps_per_epoch = len(stream.train) if splits.streamed else max(1, len(train_x) // train.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps_per_epoch, train))
     throughput = _Throughput()
 
     def tensor_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -318,45 +374,64 @@ def _fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Repor
         return evaluate(net, images, labels, augment, train.amp, memory_format, train.batch_size, distributed)
 
     try:
-        for epoch in range(1, train.epochs + 1):
-            model.train()
-            _sync(device)
-            epoch_start = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            seen = 0
-            for x, y in batches(epoch):
-                with _autocast(device, train.amp):
-                    loss = F.cross_entropy(model(x), y, label_smoothing=train.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                loss_sum += loss.detach() * len(y)
-                seen += len(y)
-            _sync(device)
-            epoch_s = time.perf_counter() - epoch_start
-            # One host sync per epoch: checking every step would stall the GPU.
-            if distributed is None:
-                train_loss = (loss_sum / max(seen, 1)).item()
-            else:  # over the global batch: every worker's share
-                loss_total, seen = distributed.sum(loss_sum, seen)
-                seen = int(seen)
-                train_loss = loss_total / max(seen, 1)
-            throughput.images += seen
-            throughput.seconds += epoch_s
-            if not math.isfinite(train_loss):
-                raise TrialDiverged(f"diverged: training loss became {train_loss} in epoch {epoch} "
-                                    f"(lr {train.lr}, {train.optimizer}); lower the learning rate "
-                                    f"or add warm-up")
-            val_acc = accuracy("val")
-            result["epochs_run"] = epoch
-            result["val_acc_final"] = val_acc
-            if math.isnan(result["val_acc_best"]) or val_acc > result["val_acc_best"]:
-                result["val_acc_best"] = val_acc
-            if report is not None:
-                report({"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
-                        "epoch_s": epoch_s, "images_per_s": seen / epoch_s if epoch_s > 0 else float("nan"),
-                        "lr": optimizer.param_groups[0]["lr"]})
+        for leg in training_legs(train.epochs, rungs):
+            if leg.from_scratch:
+                torch.random.set_rng_state(initial_rng)
+                model = models.build(spec).to(device=device, memory_format=memory_format)
+                net = model  # what is evaluated and saved: the network, never its DDP wrapper
+                if distributed is not None:
+                    model = distributed.wrap(model, device)
+                    net = model.module
+                params = [p for p in model.parameters() if p.requires_grad]
+                optimizer = OPTIMIZERS[train.optimizer](params, train)
+                generator = torch.Generator(device=device).manual_seed(train.seed)
+                # Every worker draws the same batch order (so its shares of a batch are disjoint), but crops of its own.
+                crops = generator if distributed is None else \
+                    torch.Generator(device=device).manual_seed(distributed.augment_seed(train.seed))
+            schedule = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step, leg=leg: lr_factor(step, steps_per_epoch, train, leg))
+            for epoch in range(leg.start + 1, leg.end + 1):
+                model.train()
+                _sync(device)
+                epoch_start = time.perf_counter()
+                loss_sum = torch.zeros((), device=device)
+                seen = 0
+                for x, y in batches(epoch):
+                    with _autocast(device, train.amp):
+                        loss = F.cross_entropy(model(x), y, label_smoothing=train.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    loss_sum += loss.detach() * len(y)
+                    seen += len(y)
+                _sync(device)
+                epoch_s = time.perf_counter() - epoch_start
+                # One host sync per epoch: checking every step would stall the GPU.
+                if distributed is None:
+                    train_loss = (loss_sum / max(seen, 1)).item()
+                else:  # over the global batch: every worker's share
+                    loss_total, seen = distributed.sum(loss_sum, seen)
+                    seen = int(seen)
+                    train_loss = loss_total / max(seen, 1)
+                throughput.images += seen
+                throughput.seconds += epoch_s
+                if not math.isfinite(train_loss):
+                    raise TrialDiverged(f"diverged: training loss became {train_loss} in epoch {epoch} "
+                                        f"(lr {train.lr}, {train.optimizer}); lower the learning rate "
+                                        f"or add warm-up")
+                result["epochs_run"] += 1
+                if epoch <= leg.reported_after:
+                    continue  # a restarted trial: ASHA compared this budget epoch on the shorter leg already
+                val_acc = accuracy("val")
+                result["val_acc_final"] = val_acc
+                if math.isnan(result["val_acc_best"]) or val_acc > result["val_acc_best"]:
+                    result["val_acc_best"] = val_acc
+                if report is not None:
+                    report({"epoch": epoch, "epochs_run": result["epochs_run"], "train_loss": train_loss,
+                            "val_acc": val_acc, "epoch_s": epoch_s,
+                            "images_per_s": seen / epoch_s if epoch_s > 0 else float("nan"),
+                            "lr": optimizer.param_groups[0]["lr"]})
         result["test_acc"] = accuracy("test")
     except TrialDiverged as error:
         result.update(status="failed", error=str(error))

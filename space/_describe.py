@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 
 from imagefeed import DATASET_KINDS, eval_resize
+from screens import SCORING_BATCH_SIZE, candidates_per_trial
 
 from ._forms import Choice, FloatRange, IntRange, is_searched
 from ._matching import Match, is_design_factor
@@ -178,6 +179,16 @@ def _match_lines(study: Study, matches: list[tuple[str, Match]]) -> list[str]:
     return lines
 
 
+def _screen_line(study: Study) -> str:
+    """What search.screen costs and keeps: the samples scored per trained trial, and on which images."""
+    screen = study.search.screen
+    drawn = candidates_per_trial(screen.keep)
+    batches = f"{screen.batches} batch{'es' if screen.batches > 1 else ''}"
+    return (f"screen: {screen.proxy} at initialisation on {batches} of {SCORING_BATCH_SIZE} training images; "
+            f"the best of {drawn} samples trains (keep {screen.keep:g}): "
+            f"{_plural(drawn * study.search.trials, 'sample')} scored for {_plural(study.search.trials, 'trial')}")
+
+
 def dry_run_report(study: Study, samples: int = 5, seed: int = 0) -> str:
     """Name, strategy, size, settings, and `samples` specs (first grid points or random samples)."""
     search = study.search
@@ -195,6 +206,8 @@ def dry_run_report(study: Study, samples: int = 5, seed: int = 0) -> str:
         f"resources per trial: {search.resources.cpus:g} cpus, {search.resources.gpus:g} gpus",
         _memory_line(study),
     ]
+    if search.screen is not None:
+        lines.insert(3, _screen_line(study))
     matches: list[tuple[str, Match]] = []
     if study.grid is not None:
         points = grid_points(study)

@@ -12,7 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 from pydantic.json_schema import WithJsonSchema
 
-from runfolder import DEFAULT_ASHA_GRACE_PERIOD, DEFAULT_ASHA_REDUCTION_FACTOR  # one home: the report reads them too
+from runfolder import (ASHA_PROMOTIONS, ASHA_SCHEDULES,  # one home: the report reads them too
+                       DEFAULT_ASHA_GRACE_PERIOD, DEFAULT_ASHA_PROMOTION, DEFAULT_ASHA_REDUCTION_FACTOR,
+                       DEFAULT_ASHA_SCHEDULE)
+from screens import PROXY_NAMES  # one registry of proxy names: the screen's, and python -m reports.proxies'
 
 from ._forms import (MAX_CONCURRENT, MAX_GPUS, MAX_REPEATS, MAX_THREADS, MAX_TRIALS, EpochCount, PositiveFloat, Seed,
                      StrictModel, interval, rule_error)
@@ -48,6 +51,30 @@ class Asha(StrictModel):
     """Epochs every trial trains before ASHA may stop it."""
     reduction_factor: interval(float, 1, low_open=True) = DEFAULT_ASHA_REDUCTION_FACTOR  # type: ignore[valid-type]
     """ASHA's reduction factor eta: about one trial in eta goes on from each rung to the next."""
+    schedule: Literal[ASHA_SCHEDULES] = DEFAULT_ASHA_SCHEDULE  # type: ignore[valid-type]
+    """truncated: a trial stopped at a rung ran the first epochs of the full-length learning-rate schedule;
+    budget_true: the schedule is compressed into each rung's budget, so the rate has decayed fully at the epoch
+    where ASHA compares (Li, Yumer & Ramanan, "Budgeted Training", ICLR 2020, arXiv 1905.04753). The rungs close at
+    grace_period x reduction_factor^k epochs, rounded up, and the last at the longest training. truncated is the
+    default because it measured no worse: on bench/asha_efficiency.py (16 trials x 8 epochs, rungs 1, 4, 8;
+    bench/RESULTS.md) budget_true ranked the architectures at the first rung no better (Kendall tau 0.50 against
+    0.59) and found a best no closer to the full search's (continue -4.8 pp, restart -3.8 pp, truncated -4.0 pp)."""
+    promotion: Literal[ASHA_PROMOTIONS] = DEFAULT_ASHA_PROMOTION  # type: ignore[valid-type]
+    """budget_true only: how a trial goes on past a rung. continue keeps its weights and runs the next stretch on
+    a schedule of its own, a warm restart of the rate (SGDR, Loshchilov & Hutter 2017, arXiv 1608.03983); restart
+    trains it again from scratch on a schedule compressed into the next rung's budget, spending those epochs too,
+    so a trial that reaches the end is exactly the full search's trial. Measured (bench/RESULTS.md): restart came
+    closer to the full search's best (-3.8 pp against -4.8 pp, 10 validation images) but spent 1.6 times the epochs
+    (0.75 of the full search's against 0.48); continue is the default, as the goal caps the epochs."""
+
+    @field_validator("promotion")
+    @classmethod
+    def _restart_needs_budget_true(cls, promotion: str, info: ValidationInfo) -> str:
+        # A truncated trial runs one long schedule: going on is all it can do.
+        if promotion == "restart" and info.data.get("schedule") != "budget_true":
+            raise rule_error("restart trains each rung on a schedule of its own, which only schedule budget_true has",
+                             "promotion: continue, or schedule: budget_true")
+        return promotion
 
 
 class Resources(StrictModel):
@@ -126,6 +153,29 @@ def checked_storage_url(url: str) -> str:
     return url
 
 
+# Scoring batches a screen may take: each costs a forward and backward pass per candidate, in the driver.
+MAX_SCREEN_BATCHES = 64
+
+
+class Screen(StrictModel):
+    """Zero-cost screening (Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021, arXiv 2101.08134):
+    only the best of several samples, scored at initialisation, is trained."""
+
+    proxy: Literal[PROXY_NAMES]  # type: ignore[valid-type]
+    """What ranks the samples, each network scored as its trial's seed initialises it, higher better: synflow (Tanaka
+    et al., NeurIPS 2020, arXiv 2006.05467: the synaptic flow through |W| of one all-ones image, in double precision
+    with BatchNorm off, as Abdelfattah et al.); jacob_cov (Mellor et al. 2020, arXiv 2006.04647 v1: how uncorrelated
+    the input gradients of the batch's images are); grad_norm (Abdelfattah et al.: the summed norms of each layer's
+    loss gradient); snip (Lee et al., ICLR 2019, arXiv 1810.02340: the sum of |W dL/dW|); params and macs (the
+    counts, strong baselines in Abdelfattah et al.); vote (Abdelfattah et al.: a sample beats another when at least
+    2 of synflow, jacob_cov and snip score it higher; the one that beats the most others is trained)."""
+    keep: interval(float, 0, 1, low_open=True) = 0.25  # type: ignore[valid-type]
+    """The fraction of the samples that is trained: ceil(1 / keep) are drawn per trained trial (0.25: 4)."""
+    batches: interval(int, 1, MAX_SCREEN_BATCHES) = 1  # type: ignore[valid-type]
+    """Scoring batches of 64 images of the training split (a seeded draw, no augmentation), the same for every
+    candidate; Abdelfattah et al. score on one."""
+
+
 def _check_run_folder_path(path: str) -> str:
     if not path.strip():
         raise rule_error("is empty", "the path of an earlier run folder, e.g. runs/smoke")
@@ -195,6 +245,13 @@ class SearchSection(StrictModel):
     warm_start: WarmStart | None = None
     """Strategy optuna only: tell the sampler the best trials of an earlier run as finished trials before this study
     samples, so it starts informed."""
+    screen: Screen | None = None
+    """Strategy optuna only: zero-cost screening (Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR
+    2021, arXiv 2101.08134). For each trial that trains, ceil(1 / keep) samples within the constraints are drawn and
+    scored by the proxy at initialisation, on scoring batches of the study's own training images; the best is
+    trained, and the others are recorded as pruned with the reason and do not count against search.trials. The
+    scores are the results columns screen.<proxy> (the vote's also its voters'). How well each proxy ranks a
+    finished run's architectures: python -m reports.proxies RUN. null trains every sample."""
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -221,8 +278,8 @@ class SearchSection(StrictModel):
 
     @field_validator("seeds")
     @classmethod
-    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds):
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):  # null: `repeats` names them instead
             raise rule_error("seeds repeat", "distinct seeds")
         return seeds
 
@@ -249,6 +306,14 @@ class SearchSection(StrictModel):
                              "leave warm_start out, or set strategy: optuna (or --reuse the earlier run to "
                              "skip the grid points it trained)")
         return warm_start
+
+    @field_validator("screen")
+    @classmethod
+    def _screen_needs_optuna(cls, screen: Screen | None, info: ValidationInfo) -> Screen | None:
+        if screen is not None and info.data.get("strategy") != "optuna":
+            raise rule_error("a screen chooses among samples, and a grid samples none (it trains every point)",
+                             "leave screen out, or set strategy: optuna (sampler tpe, random, ...)")
+        return screen
 
     @field_validator("asha")
     @classmethod

@@ -19,11 +19,11 @@ import yaml
 
 from models import ArchSpec, Complexity, MemoryBudget, MemoryEstimate, training_memory, trial_memory_budget
 
-from ._errors import FieldProblem, Problem, StudyError
+from ._errors import FieldProblem, Problem, StudyError, dotted, show
 from ._forms import Choice, IntRange
 from ._matching import Match
-from ._schema import StudyModel
-from ._search_section import Asha, Resources, WarmStart
+from ._schema import StudyModel, same_level
+from ._search_section import Asha, Resources, Screen, WarmStart
 from ._settings import DataSettings, TrainSettings
 from ._space import SearchSpace, build_search_space
 
@@ -57,6 +57,7 @@ class SearchSettings:
     results_every_s: float              # seconds between rewrites of the tables during a run
     reuse: list[str]                    # earlier run folders whose matching trials are not trained again
     warm_start: WarmStart | None        # optuna only: an earlier run's best trials told to the sampler first
+    screen: Screen | None = None        # optuna only: samples scored by a zero-cost proxy, the best fraction trained
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,8 @@ def _search_settings(model: StudyModel, points: int | None) -> SearchSettings:
         objectives=list(section.objectives), trials=trials, seeds=seeds, sampler_seed=section.sampler_seed,
         scheduler=section.scheduler, asha=asha, resources=section.resources,
         max_concurrent=section.max_concurrent, keep_checkpoints=section.keep_checkpoints, storage=section.storage,
-        results_every_s=section.results_every_s, reuse=list(section.reuse), warm_start=section.warm_start)
+        results_every_s=section.results_every_s, reuse=list(section.reuse), warm_start=section.warm_start,
+        screen=section.screen)
 
 
 def _check_asha_budget(model: StudyModel, search: SearchSettings) -> None:
@@ -353,6 +355,41 @@ def _check_batch_splits(model: StudyModel, search: SearchSettings) -> None:
                            got=shown, allowed=f"{remedy}, or fewer workers")
 
 
+def _check_primary(model: StudyModel, space: SearchSpace) -> None:
+    """Each comparison of report.primary names a searched factor, one of its levels and its reference level.
+
+    The report answers a primary comparison with the test it already runs, each level against the factor's
+    reference (its first level), so a comparison of two other levels has no test to answer it.
+    """
+    for index, comparison in enumerate(model.report.primary or ()):
+        path = ("report", "primary", index)
+        parameter = space.parameter(comparison.factor)
+        if parameter is None:
+            searched = ", ".join(p.name for p in space.parameters) or "none: the study searches no field"
+            raise FieldProblem((*path, "factor"), "not a factor of this study (a field it searches)",
+                               got=show(comparison.factor), allowed=searched)
+        levels = parameter.grid_levels() if model.search.strategy == "grid" else parameter.levels
+        if levels is None:
+            raise FieldProblem((*path, "factor"), f"{parameter.name} is a numeric range that the "
+                               f"{model.search.strategy} search samples, so the report compares no levels of it",
+                               got=show(comparison.factor), allowed="a factor searched by a choice (or a grid)")
+        shown = ", ".join(map(show, levels))
+        for key in ("level", "reference"):
+            value = getattr(comparison, key)
+            if any(same_level(value, level) for level in levels):
+                continue
+            # The report shows a trial without the field under "(none)", which is no level: nothing is set to test.
+            absent = (f" ({parameter.name} exists only for bottleneck blocks: the trials without it, the report's "
+                      "'(none)', belong to none of its levels)" if parameter.conditional else "")
+            raise FieldProblem((*path, key), f"not a level of {parameter.name}{absent}", got=show(value),
+                               allowed=shown)
+        if not same_level(comparison.reference, levels[0]):
+            raise FieldProblem((*path, "reference"),
+                               f"the report tests each level of {parameter.name} against its reference level, the "
+                               f"first of {dotted(parameter.path)}", got=show(comparison.reference),
+                               allowed=f"{show(levels[0])} (or list {show(comparison.reference)} first)")
+
+
 def _data_settings(model: StudyModel) -> DataSettings:
     try:
         return DataSettings.from_dict(model.data.model_dump())
@@ -370,6 +407,7 @@ def build_study(model: StudyModel, raw: dict[str, Any], path: str | None, locate
         search = _search_settings(model, len(grid.points) if grid is not None else None)
         _check_asha_budget(model, search)
         _check_batch_splits(model, search)
+        _check_primary(model, space)
         budget = trial_memory_budget(search.resources.gpus, search.resources.cpus, search.max_concurrent)
         on_gpu = search.resources.gpus > 0
         if grid is not None:

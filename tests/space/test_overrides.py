@@ -57,6 +57,13 @@ def test_study_from_dict_takes_overrides(minimal_study_dict):
     assert study.model.train.epochs == 2 and minimal_study_dict["train"]["epochs"] == 3
 
 
+
+def test_seeds_set_to_null_gives_way_to_repeats(minimal_study_dict):
+    """`--set search.seeds=null --set search.repeats=N` (what a seed count needs) loads: it raised TypeError."""
+    study_dict = {**minimal_study_dict, "search": {"seeds": [0, 1]}}
+    study = study_from_dict(study_dict, overrides=["search.seeds=null", "search.repeats=3"])
+    assert study.search.seeds == [0, 1, 2]
+
 BAD_OVERRIDES = [
     ("train.epoch=3", "--set train.epoch=3: unknown field 'epoch' (did you mean 'epochs'?)"),
     ("trian.epochs=3", "--set trian.epochs=3: trian: unknown field 'trian' (did you mean 'train'?)"),

@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_TOP_K", "ReportTables", "build_report", "render_page", "summ
 # the section say so in place of its tables.
 SECTION_COMPUTATIONS: dict[str, tuple[str, ...]] = {
     "ablation": ("ablation",), "simple-effects": ("factorial",), "seeds": ("factorial", "seed_plan"),
-    "importances": ("importances",),
+    "importances": ("importances",), "replay": ("replay",),
 }
 
 

@@ -20,6 +20,7 @@ from reports._edf import MAX_BINS, MIN_BINS, MIN_TRIALS_PER_BIN, normalized_edf_
 from reports._factorial_sections import (DECISION_RULE, interaction_warning, seeds_section, simple_effects_section,
                                         verdict_cell)
 from reports._fidelity_sections import fidelity_section
+from reports._replay_sections import replay_section
 from reports._load import Factor, RunData
 from reports._stats import BOOTSTRAP_MAX_N, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, VERDICTS, accuracy_values, metric_name
 from reports._tables import COST_COLUMNS, TABLES_DIR, ReportTables
@@ -371,6 +372,7 @@ SECTIONS: list[tuple[str, str, Callable[[RunData, ReportTables], str], Callable[
     ("error-edf", "Error EDFs", _edf_section, lambda run, t: True),
     ("learning-curves", "Learning curves", _curves_section, lambda run, t: True),
     ("budget-fidelity", "Does the cheap budget predict the expensive one?", fidelity_section, lambda run, t: True),
+    ("replay", "Replaying search strategies on the recorded curves", replay_section, lambda run, t: True),
     ("importances", "Parameter importances", _importance_section, lambda run, t: True),
     ("top", "Top architectures", _top_section, lambda run, t: True),
     ("retrained", "Retrained", _retrained_section, lambda run, t: t.retrained is not None),

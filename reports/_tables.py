@@ -18,6 +18,7 @@ from reports._fidelity import Fidelity, fidelity_tables
 from reports._importance import Importances, param_importances
 from reports._load import RunData
 from reports._power import SeedPlan, seed_plan
+from reports._replay import Replay, replay_or_note
 from reports._stats import (ABLATION_COLUMNS, accuracy_values, ablation_table, failed_trials, failure_messages, pareto_table,
                             retrained_summary, status_counts, top_trials)
 
@@ -49,6 +50,8 @@ class ReportTables:
     notes: list[str] = field(default_factory=list)
     # The budgeted computations (BUDGETED) that ran past their time budget: name -> what the page says instead.
     over_budget: dict[str, str] = field(default_factory=dict)
+    # replay.csv and replay_fidelity.csv (reports._replay), or why the run cannot be replayed; None past its budget.
+    replay: Replay | str | None = None
 
     def csv_tables(self) -> dict[str, pd.DataFrame]:
         """The tables the page shows, by the CSV name they are written under."""
@@ -60,6 +63,8 @@ class ReportTables:
         tables.update(self.fidelity.csv_tables())
         if self.retrained is not None:
             tables["retrained"] = self.retrained
+        if isinstance(self.replay, Replay):
+            tables.update(self.replay.csv_tables())
         if self.importances is not None and self.importances.table is not None:
             tables["importances"] = self.importances.table
         # A computation stopped by its budget leaves no CSV rather than an empty one that reads as "nothing found".
@@ -86,6 +91,7 @@ BUDGETED: dict[str, tuple[str, tuple[str, ...]]] = {
     "factorial": ("t-tests of the simple effects and the two-way ANOVAs", ("cell_means", "simple_effects", "interactions")),
     "seed_plan": ("power analysis", ("power",)),
     "importances": ("parameter importances", ("importances",)),
+    "replay": ("replay of search strategies", ("replay", "replay_fidelity")),
 }
 
 _Table = TypeVar("_Table")
@@ -115,6 +121,7 @@ def summarize(run: RunData, top_k: int = DEFAULT_TOP_K,
     importances = (budgeted("importances", lambda budget: param_importances(run, budget),
                             lambda: Importances(None, "PED-ANOVA (optuna.importance)", over_budget["importances"]))
                    if _is_searched(run) else None)
+    replay = budgeted("replay", lambda budget: replay_or_note(run, budget), lambda: None)
     plan = budgeted("seed_plan", lambda budget: seed_plan(run, tested=factorial.tested, budget=budget),
                     lambda: seed_plan(run, tested=[]))
     return ReportTables(
@@ -130,6 +137,7 @@ def summarize(run: RunData, top_k: int = DEFAULT_TOP_K,
         factorial=factorial,
         seed_plan=plan,
         fidelity=fidelity_tables(run, ablation),
+        replay=replay,
         notes=_sample_size_notes(run) + [f"The {BUDGETED[name][0]} ran past the {section_budget_s:g} s budget and "
                                          "is left out (see its section)." for name in over_budget],
         over_budget=over_budget,

@@ -42,7 +42,7 @@ def test_a_spent_budget_leaves_each_section_out_and_says_so(grid_run, copy_run):
     report = build_report(run_dir, section_budget_s=0)
     page = report.read_text()
     # Every budgeted computation the grid study runs (not the importances: it is not searched by optuna).
-    for name in ("ablation", "factorial", "seed_plan"):
+    for name in ("ablation", "factorial", "seed_plan", "replay"):
         assert f"The {BUDGETED[name][0]} ran past its time budget of 0 s" in page
         for csv in BUDGETED[name][1]:
             assert not (run_dir / "report_tables" / f"{csv}.csv").exists()
@@ -53,7 +53,7 @@ def test_a_spent_budget_leaves_each_section_out_and_says_so(grid_run, copy_run):
 
 def test_the_importances_stop_at_their_budget(optuna_run):
     tables = summarize(load_run(optuna_run), section_budget_s=0)
-    assert set(tables.over_budget) == {"ablation", "factorial", "seed_plan", "importances"}
+    assert set(tables.over_budget) == {"ablation", "factorial", "seed_plan", "importances", "replay"}
     assert tables.importances.table is None and "ran past its time budget" in tables.importances.reason
 
 

@@ -26,6 +26,7 @@ import optuna
 import imagefeed
 import runfolder
 import space
+from screens import ProxyScreen
 
 from ._environment import hardware, versions
 from ._live_report import LiveReport
@@ -38,7 +39,7 @@ from ._reuse import (ReuseIndex, WarmStart, add_warm_start, data_description, pl
                      read_reuse_index, read_warm_start)
 from ._searcher import Reuse, Reused, ScreeningOptunaSearch, open_storage, prepare_resume
 from ._trackers import check_trackers, make_trackers
-from ._trial import objective_metric, run_trial
+from ._trial import TrialTrainable, objective_metric, trial_name
 
 __all__ = ["RunError", "RunOptions", "run_study"]
 
@@ -168,7 +169,7 @@ def _run_locked(study: space.Study, options: RunOptions, splits: imagefeed.Datas
         if remaining > 0:
             searcher = _make_searcher(study, plans, storage_url, recorder,
                                       reuse=None if reuse is None else _reuse_and_record(reuse, recorder, study),
-                                      budget=remaining)
+                                      budget=remaining, proxy_screen=_proxy_screen(study, options, splits))
             if warm_from is not None:
                 print("\n".join(add_warm_start(searcher.optuna_study, warm_from)), file=out)
             if searcher.sample_until_training_needed():
@@ -329,6 +330,7 @@ def _tune(study: space.Study, options: RunOptions, plans: PlanSource, splits: im
     from ray.tune.search import ConcurrencyLimiter
 
     from ._distributed import trial_resources
+    from .train import BudgetRungs
 
     max_concurrent = options.max_concurrent or study.search.max_concurrent
     resources = study.search.resources
@@ -342,16 +344,20 @@ def _tune(study: space.Study, options: RunOptions, plans: PlanSource, splits: im
     data_parallel = None if workers == 1 else {
         "workers": workers, "cpus": resources.cpus, "gpus": resources.gpus,
         "sync_batchnorm": resources.sync_batchnorm}
-    trainable = tune.with_parameters(
-        run_trial, splits=splits, data=study.data_settings().to_dict(),
-        objectives=[m for m, _ in plans.objectives], run_dir=str(options.run_dir),
-        cpus_per_trial=resources.cpus, keep_weights=study.search.keep_checkpoints != 0,
-        train_on_val=plans.train_on_val, data_parallel=data_parallel)
-    scheduler = FIFOScheduler()
+    scheduler, rungs = FIFOScheduler(), None
     if study.search.asha is not None:
         asha = study.search.asha
+        # "epoch" stays the budget epoch whatever the schedule, so a trial reaches each rung where ASHA looks.
         scheduler = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=study.max_epochs,
                                   grace_period=asha.grace_period, reduction_factor=asha.reduction_factor)
+        if asha.schedule == "budget_true":
+            rungs = BudgetRungs(runfolder.asha_rung_epochs(asha.grace_period, asha.reduction_factor,
+                                                           study.max_epochs), asha.promotion).to_dict()
+    trainable = tune.with_parameters(
+        TrialTrainable, splits=splits, data=study.data_settings().to_dict(),
+        objectives=[m for m, _ in plans.objectives], run_dir=str(options.run_dir),
+        cpus_per_trial=resources.cpus, keep_weights=study.search.keep_checkpoints != 0,
+        train_on_val=plans.train_on_val, data_parallel=data_parallel, rungs=rungs)
     # --resume reads the Optuna storage and the trial log, never Tune's experiment state, which Tune
     # rewrites whole (every trial's config and last result) each time: hourly, and at the end, is enough.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(TUNE_STATE_EVERY_S))
@@ -361,10 +367,16 @@ def _tune(study: space.Study, options: RunOptions, plans: PlanSource, splits: im
     # Set for this run only (a second study in this process has its own cluster and limit); a user's value stays.
     at_once = max_concurrent or _trials_that_fit(resources.cpus, resources.gpus)
     pending = os.environ.get(_PENDING_TRIALS_ENV) or str(at_once)
+    trainable = tune.with_resources(trainable, trial_resources(resources.cpus, resources.gpus, workers))
+    # Ray names an actor's class by its __qualname__, and Tune's wrappers are local classes
+    # ("with_resources.<locals>.ResourceTrainable"): the dashboard shows the trainable's own name instead.
+    trainable.__qualname__ = TrialTrainable.__qualname__
     tuner = tune.Tuner(
-        tune.with_resources(trainable, trial_resources(resources.cpus, resources.gpus, workers)),
+        trainable,
+        # Trials and their folders under ray_results are named by trial id (trial_0003), as the run folder names them.
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=remaining,
-                                    reuse_actors=True),
+                                    reuse_actors=True, trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
             name=f"attempt-{attempt}", storage_path=str(runfolder.RunFolder(options.run_dir).ray_results),
             callbacks=[tune_callback(recorder)], verbose=0, failure_config=tune.FailureConfig(max_failures=0),
@@ -419,8 +431,18 @@ def _load_optuna_study(name: str, storage_url: str) -> optuna.Study | None:
         return None
 
 
+def _proxy_screen(study: space.Study, options: RunOptions, splits: imagefeed.DatasetSplits) -> ProxyScreen | None:
+    """search.screen, its scoring batches drawn once from the training split (seeded by search.sampler_seed);
+    None where the study screens nothing, and for fixed trials (a retrain screens nothing: its trials are chosen)."""
+    screen = study.search.screen
+    if screen is None or options.fixed is not None:
+        return None
+    return ProxyScreen.of_data(screen.proxy, screen.keep, screen.batches, splits, study.search.sampler_seed)
+
+
 def _make_searcher(study: space.Study, plans: PlanSource, storage_url: str, recorder: Recorder,
-                   reuse: Reuse | None = None, budget: int | None = None) -> ScreeningOptunaSearch:
+                   reuse: Reuse | None = None, budget: int | None = None,
+                   proxy_screen: ProxyScreen | None = None) -> ScreeningOptunaSearch:
     # Optuna's INFO line about the study it creates is noise in the progress output (init_ray quiets it too,
     # but a run whose every trial is reused never starts Ray).
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -428,12 +450,15 @@ def _make_searcher(study: space.Study, plans: PlanSource, storage_url: str, reco
     metrics = [objective_metric(m) for m, _ in objectives]
     modes = [mode for _, mode in objectives]
     multi = len(objectives) > 1
+    earlier = _load_optuna_study(study.name, storage_url)  # a resume: its sampler must not draw the same samples
     return ScreeningOptunaSearch(
         space=plans.define_by_run(), metric=metrics if multi else metrics[0],
-        mode=modes if multi else modes[0], sampler=plans.sampler(study.search.sampler_seed),
+        mode=modes if multi else modes[0],
+        sampler=plans.sampler(study.search.sampler_seed,
+                              0 if earlier is None else len(earlier.get_trials(deepcopy=False))),
         storage=open_storage(storage_url),
         study_name=study.name, screen=plans.screen, on_rejected=recorder.trial_rejected,
-        objective_metrics=metrics, reuse=reuse, budget=budget,
+        objective_metrics=metrics, reuse=reuse, budget=budget, proxy_screen=proxy_screen,
     )
 
 

@@ -2,14 +2,21 @@
 
 The driver resolves each sampled trial once (spec and training settings, as
 plain data) and sends that plan in the trial's config; the worker never sees
-or validates the study.
+or validates the study. `TrialTrainable` is the actor Tune runs it in, named
+after the trial it trains (`describe_trial`), and `trial_name` is what Tune
+calls the trial and its folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import sys
 from typing import Any
+
+from ray.tune.result import RESULT_DUPLICATE
+from ray.tune.trainable.function_trainable import FunctionTrainable
 
 import imagefeed
 import models
@@ -19,6 +26,11 @@ import space
 # Keys the driver adds to a trial's config beside the sampled parameters.
 TRIAL_NUMBER = "trial_number"
 PLAN = "plan"
+# The scores search.screen gave the trial's sample, {proxy: score}; absent where the study screens nothing.
+SCREEN = "screen"
+# How often the epoch lines' memory monitor samples loader workers: seldom, as `fit` samples them for its result
+# already; the trial process's own peak comes from the kernel whenever a line is written.
+_LOG_PEAK_INTERVAL_S = 2.0
 
 
 def objective_metric(metric: str) -> str:
@@ -28,7 +40,45 @@ def objective_metric(metric: str) -> str:
 
 def sampled_params(config: dict[str, Any]) -> dict[str, Any]:
     """The parameters Optuna sampled, without the keys the driver added."""
-    return {k: v for k, v in config.items() if k not in (TRIAL_NUMBER, PLAN)}
+    return {k: v for k, v in config.items() if k not in (TRIAL_NUMBER, PLAN, SCREEN)}
+
+
+def trial_name(trial: Any) -> str:
+    """Tune's name and folder name for a trial (`trial_0003`): its id as the run folder names it.
+
+    Given to tune.TuneConfig as `trial_name_creator` and `trial_dirname_creator`; `trial` is Tune's Trial,
+    whose config the searcher filled.
+    """
+    return runfolder.trial_id(trial.config[TRIAL_NUMBER])
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def describe_trial(config: dict[str, Any]) -> str:
+    """`trial_0003 shortcut=B blocks_per_stage=9 seed=1`: the trial id, its plan's factors (those that apply) and
+    its seed; the name of the actor that trains it in the Ray dashboard."""
+    plan = config.get(PLAN) or {}
+    factors = [f"{name}={_short(value)}" for name, value in (plan.get("factors") or {}).items()
+               if value is not None and name != "seed"]
+    seed = (plan.get("train") or {}).get("seed")
+    return " ".join([runfolder.trial_id(config[TRIAL_NUMBER]), *factors,
+                     *([] if seed is None else [f"seed={seed}"])])
+
+
+def epoch_line(trial: str, epoch_metrics: dict[str, Any], epochs: int, peak_host_mib: float = math.nan,
+               peak_device_mib: float = math.nan) -> str:
+    """The line a trial writes to its actor's log after each epoch (the Ray dashboard's log view follows it):
+    `trial_0003 epoch 2/10  loss 1.2345  val_acc 0.4512  1834 img/s  peak host 812 MiB`. A figure that was not
+    measured (NaN: no validation split, no CUDA device, a data-parallel trial's host) is left out."""
+    figures = [("loss {:.4f}", epoch_metrics.get("train_loss")), ("val_acc {:.4f}", epoch_metrics.get("val_acc")),
+               ("{:.0f} img/s", epoch_metrics.get("images_per_s")), ("peak host {:.0f} MiB", peak_host_mib),
+               ("peak device {:.0f} MiB", peak_device_mib)]
+    parts = [f"{trial} epoch {epoch_metrics['epoch']}/{epochs}"]
+    parts += [form.format(value) for form, value in figures
+              if isinstance(value, (int, float)) and not math.isnan(value)]
+    return "  ".join(parts)
 
 
 def _first_line(error: BaseException) -> str:
@@ -38,26 +88,32 @@ def _first_line(error: BaseException) -> str:
 
 def run_trial(config: dict[str, Any], *, splits: imagefeed.DatasetSplits, data: dict[str, Any],
               objectives: list[str], run_dir: str, cpus_per_trial: float, keep_weights: bool,
-              train_on_val: bool = False, data_parallel: dict[str, Any] | None = None) -> None:
-    """Ray Tune function trainable: train the trial's planned architecture and report every epoch.
+              train_on_val: bool = False, data_parallel: dict[str, Any] | None = None,
+              rungs: dict[str, Any] | None = None) -> None:
+    """One trial's work, run by `TrialTrainable`: train the planned architecture, report and log every epoch.
 
     `train_on_val` fits on train+val and measures no validation accuracy (search.retrain's runs).
     `data_parallel` (workers, cpus and gpus per worker, sync_batchnorm) trains it as that many Ray Train
     workers (search._distributed); None trains it here, in this process.
+    `rungs` (`train.BudgetRungs.to_dict()`) trains budget-true ASHA rungs; None, one full-length schedule.
     """
     import ray
     import torch
     from ray import tune
 
     from ._distributed import fit_data_parallel
-    from .train import fit
+    from .train import BudgetRungs, fit, pick_device
 
     number = config[TRIAL_NUMBER]
+    trial = runfolder.trial_id(number)
     # Ray sets OMP threads from the trial's CPUs; torch needs telling as well.
     torch.set_num_threads(max(1, int(cpus_per_trial)))
     state: dict[str, Any] = {"best": math.nan, "curve": [], "last_epoch": {}}
     figures: dict[str, int] = {}
     epochs = -1  # known once the plan is read
+    # This process's peak (and its loader workers') for the epoch lines; a data-parallel trial trains elsewhere.
+    host = imagefeed.PeakHostMemory(interval_s=_LOG_PEAK_INTERVAL_S) if data_parallel is None else None
+    device = pick_device(None) if data_parallel is None else None  # where fit trains, given no device
 
     def objective_values(val_acc_best: float, test_acc: float = math.nan) -> dict[str, Any]:
         # test_acc is an objective only of runs that select nothing (search._plans); a study cannot name it.
@@ -65,6 +121,10 @@ def run_trial(config: dict[str, Any], *, splits: imagefeed.DatasetSplits, data: 
         return {objective_metric(m): values.get(m, math.nan) for m in objectives}
 
     def report(epoch_metrics: dict[str, Any]) -> None:
+        if host is not None:
+            host.sample()
+        print(epoch_line(trial, epoch_metrics, epochs, host.mib if host is not None else math.nan,
+                         imagefeed.peak_device_mib(device) if device is not None else math.nan), flush=True)
         val = epoch_metrics["val_acc"]
         if math.isnan(state["best"]) or val > state["best"]:
             state["best"] = val
@@ -81,13 +141,14 @@ def run_trial(config: dict[str, Any], *, splits: imagefeed.DatasetSplits, data: 
         epochs = plan.train.epochs
         complexity = models.complexity(plan.spec, splits.image_size)
         figures.update(params=complexity.params, macs=complexity.macs)
-        trial = runfolder.trial_id(number)
         save_to = runfolder.RunFolder(run_dir).checkpoint_of(trial) if keep_weights else None
         # A streamed dataset's loader workers follow the trial's CPUs (imagefeed.loader_workers).
         train_one = functools.partial(fit, cpus=cpus_per_trial) if data_parallel is None else functools.partial(
             fit_data_parallel, **data_parallel, storage_path=str(runfolder.RunFolder(run_dir).ray_results))
-        result = train_one(plan.spec, plan.train, space.DataSettings.from_dict(data), report=report, splits=splits,
-                           save_to=save_to, final_eval_on_train_val=train_on_val)
+        with host if host is not None else contextlib.nullcontext():
+            result = train_one(plan.spec, plan.train, space.DataSettings.from_dict(data), report=report,
+                               splits=splits, save_to=save_to, final_eval_on_train_val=train_on_val,
+                               rungs=None if rungs is None else BudgetRungs.from_dict(rungs))
     except Exception as error:  # recorded as a failed trial; the study goes on
         result = {"status": "failed", "error": _first_line(error)}
     final = {k: v for k, v in result.items() if k != "dataset"}
@@ -98,3 +159,54 @@ def run_trial(config: dict[str, Any], *, splits: imagefeed.DatasetSplits, data: 
     tune.report({**last_epoch, **final,
                  **objective_values(final.get("val_acc_best", math.nan), final.get("test_acc", math.nan)),
                  "final": True, "curve": state["curve"]})
+
+
+def _announce_actor_name(name: str) -> None:
+    """Tell Ray's log monitor this actor's new name, the way Ray itself does after an actor's __init__.
+
+    Ray prefixes each line of an actor's stdout and stderr (as it forwards them to a driver that asks for them)
+    with the name in the last `:actor_name:` line of that stream, one line of its own on each.
+    """
+    from ray._private.ray_constants import LOG_PREFIX_ACTOR_NAME
+
+    for stream in (sys.stdout, sys.stderr):
+        print(f"{LOG_PREFIX_ACTOR_NAME}{name}", file=stream, flush=True)
+
+
+class TrialTrainable(FunctionTrainable):
+    """Ray Tune's actor for one trial at a time: `run_trial`, under the name of the trial it trains.
+
+    Its repr is `describe_trial`'s line, which the Ray dashboard shows for the actor. Ray reads an actor's repr
+    once, right after its __init__ (the actor's creation task, which runs `setup`) and keeps it in the GCS; a
+    function trainable's repr is its function's name, `run_trial`, whatever it trains. With Tune's
+    reuse_actors, an actor trains trial after trial (`reset_config`): its repr, its log prefix and its epoch
+    lines then name the trial it trains now, while the dashboard's Actors view keeps the first trial's name.
+
+    It is Tune's FunctionTrainable, the base of the class Tune makes of a function (`wrap_function`): run_trial
+    reports each epoch with `tune.report` as before, and ASHA's stop, failed trials, actor reuse and
+    data-parallel trials run as they did for the function.
+    """
+
+    def setup(self, config: dict[str, Any], **worker_args: Any) -> None:
+        # tune.with_parameters passes run_trial's keyword arguments here, fetched from Ray's object store.
+        self._worker_args = worker_args
+        super().setup(config)
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        # Tune has set self.config to the new trial's: the repr names it from here on.
+        if not super().reset_config(new_config):
+            return False
+        _announce_actor_name(repr(self))
+        return True
+
+    def _trainable_func(self, config: dict[str, Any]) -> None:
+        from ray import tune
+
+        run_trial(config, **self._worker_args)
+        # How a function's end reaches Tune (as wrap_function's class reports it): the trial is done, and its
+        # last result is not recorded twice.
+        tune.report({RESULT_DUPLICATE: True})
+
+    def __repr__(self) -> str:
+        config = getattr(self, "config", None) or {}  # Trainable.__init__ sets it before setup
+        return describe_trial(config) if TRIAL_NUMBER in config else type(self).__name__

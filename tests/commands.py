@@ -48,13 +48,17 @@ class SmokeRun(NamedTuple):
     stdout: str
     live_pages: tuple[str, ...] = ()  # each distinct report.html seen "in progress" while it ran
     command: str = ""  # as the user typed it, in the folder above run_dir's runs/ (or with --out run_dir)
+    # (class name, repr) of each actor Ray's state API listed while it ran (ray.util.state), where watched
+    actors_seen: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict:
-        return {**self._asdict(), "run_dir": str(self.run_dir), "live_pages": list(self.live_pages)}
+        return {**self._asdict(), "run_dir": str(self.run_dir), "live_pages": list(self.live_pages),
+                "actors_seen": [list(actor) for actor in self.actors_seen]}
 
     @classmethod
     def from_json(cls, saved: dict) -> "SmokeRun":
-        return cls(**{**saved, "run_dir": Path(saved["run_dir"]), "live_pages": tuple(saved["live_pages"])})
+        return cls(**{**saved, "run_dir": Path(saved["run_dir"]), "live_pages": tuple(saved["live_pages"]),
+                      "actors_seen": tuple(tuple(actor) for actor in saved.get("actors_seen", ()))})
 
 
 # Where Ray finds a cluster and its token. A child gets them only where `extra` gives them: a cluster address

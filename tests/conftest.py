@@ -8,7 +8,8 @@ one of those, or a copy where it changes the folder:
   in a copy of the checkout, after the tutorial's steps before it,
   `python -m search.run studies/my_ablation.yaml`, the smoke study under a
   new name and question. Local Ray with its dashboard, the live report watched
-  while it runs (each page that says "in progress" is kept), the report at the end.
+  while it runs (each page that says "in progress" is kept), and the actors the
+  dashboard lists (Ray's state API, once a second), the report at the end.
 - `cluster_run` is the smoke study at `train.lr=0.05`, with longer trials and
   four seeds, `--log tensorboard`, on the session's two-node Ray cluster
   (tests/cluster.py, the `cluster` fixture): the earlier run that retrain and
@@ -33,11 +34,13 @@ import atexit
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -132,6 +135,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(os.environ.pop(_TOKEN_FOLDER_ENV), ignore_errors=True)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test marked `gpu` where torch sees no CUDA device (bench/gpu_check.sh runs them on a GPU machine)."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device (marked gpu); bench/gpu_check.sh runs it on a GPU machine")
+
+
 def _session_token() -> dict[str, str]:
     """The session cluster's token settings (pytest_configure)."""
     return {name: os.environ[name] for name in cluster_module.TOKEN_ENV}
@@ -155,22 +167,86 @@ def _once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[P
     return json.loads(record.read_text())
 
 
-def _run_watching_the_report(command: list[str], cwd: Path, report: Path) -> tuple[int, str, tuple[str, ...]]:
-    """Run `command` to its end; its exit status, output, and each distinct report.html seen "in progress"."""
+# The driver's line naming its Ray dashboard and where Ray keeps the API token (search._ray.dashboard_line).
+_DASHBOARD_LINE = re.compile(r"Ray dashboard: (\S+) \(API token in (.+)\)$")
+# How often the watch asks the dashboard for the actors: often enough to see each trial's actor while it lives.
+_ACTORS_EVERY_S = 1.0
+
+
+class _ActorWatch:
+    """The actors of a running driver's Ray, as the dashboard's Actors view lists them (Ray's state API).
+
+    A thread of its own asks once a second, so that a slow answer never holds
+    up the watch of the report. It finds the dashboard and its token in the
+    driver's output; this process's own Ray token settings are the session
+    cluster's (pytest_configure), so the run's token goes in the request's header.
+    """
+
+    def __init__(self, output: list[str]) -> None:
+        self.seen: dict[str, tuple[str, str]] = {}  # actor id -> (class name, repr)
+        self._output = output
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="actor-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> tuple[tuple[str, str], ...]:
+        """Stop asking; (class name, repr) of each actor seen."""
+        self._stop.set()
+        self._thread.join()
+        return tuple(sorted(set(self.seen.values())))
+
+    def _watch(self) -> None:
+        client = None
+        while not self._stop.wait(_ACTORS_EVERY_S):
+            found = next((match for line in list(self._output)
+                          if (match := _DASHBOARD_LINE.search(line.strip()))), None)
+            if found is None:
+                continue
+            from ray.util.state import StateApiClient  # here: Ray's import costs only a run with a dashboard
+            from ray.util.state.common import ListApiOptions, StateResource
+
+            try:
+                if client is None:
+                    token = Path(found[2])
+                    headers = {"Authorization": f"Bearer {token.read_text().strip()}"} if token.is_file() else None
+                    client = StateApiClient(address=found[1], headers=headers)
+                actors = client.list(StateResource.ACTORS, options=ListApiOptions(detail=True, timeout=5),
+                                     raise_on_missing_output=False)
+            except Exception:  # the dashboard is not up yet, or has gone with the run: ask again later
+                continue
+            for actor in actors:  # the repr is empty until the actor's __init__ has run
+                if actor.repr_name or actor.actor_id not in self.seen:
+                    self.seen[actor.actor_id] = (actor.class_name, actor.repr_name or "")
+
+
+def _run_watching_the_report(command: list[str], cwd: Path,
+                             report: Path) -> tuple[int, str, tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Run `command` to its end; its exit status, output, each distinct report.html seen "in progress", and
+    (class name, repr) of each actor its Ray's dashboard listed meanwhile."""
     process = subprocess.Popen(command, cwd=cwd, env=tutorial.shell_environment(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     live: list[str] = []
+    output: list[str] = []  # filled as the driver prints: the actor watch needs the dashboard's line meanwhile
+
+    def read_output() -> None:
+        for line in process.stdout:
+            output.append(line)
+
+    reader = threading.Thread(target=read_output, name="driver-output", daemon=True)
+    reader.start()
+    actors = _ActorWatch(output)
     try:
         while process.poll() is None:
             if report.is_file() and "IN PROGRESS" in (text := report.read_text()) and text not in live:
                 live.append(text)
             time.sleep(0.05)
-        output = process.stdout.read()
+        reader.join()
     finally:
+        seen = actors.stop()
         if process.poll() is None:
             process.kill()
             process.wait()
-    return process.returncode, output, tuple(live)
+    return process.returncode, "".join(output), tuple(live), seen
 
 
 def _smoke_run(folder: Path) -> SmokeRun:
@@ -183,9 +259,10 @@ def _smoke_run(folder: Path) -> SmokeRun:
     assert {**study, "name": smoke["name"], "question": smoke["question"]} == smoke, \
         f"the tutorial's real run ({run.text}) is no longer the smoke study under another name"
     run_dir = checkout / "runs" / study["name"]
-    returncode, output, live = _run_watching_the_report(["bash", "-c", run.text], checkout, run_dir / "report.html")
+    returncode, output, live, actors = _run_watching_the_report(["bash", "-c", run.text], checkout,
+                                                                 run_dir / "report.html")
     assert returncode == 0, output
-    return SmokeRun(run_dir, output, live, run.text)
+    return SmokeRun(run_dir, output, live, run.text, actors)
 
 
 def _cluster_run(cluster: cluster_module.Cluster, folder: Path) -> SmokeRun:

@@ -621,7 +621,7 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
         assert record["pid"] == driver.pid
         # Listening sockets of the driver and of every Ray process it started: loopback only. The agents may
         # come up after ray.init returns: wait until every program that listens does, and until a trial trains
-        # (Tune's actor renames its worker "ray::ImplicitFunc..."), so that the kill lands mid-trial.
+        # (Tune's actor renames its worker "ray::TrialTrainable..."), so that the kill lands mid-trial.
         def missing(sockets: list[tuple[int, str]]) -> list[str]:
             return [program for program, names in RAY_LISTENERS.items()
                     if not any(_program_is(pid, *names) for pid, _ in sockets)]
@@ -630,7 +630,7 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
         while time.monotonic() < deadline and driver.poll() is None:
             ray_pids = _ray_processes(record["ray"])
             sockets = _listening(ray_pids | {driver.pid})
-            if not missing(sockets) and _workers_of(ray_pids, b"ray::ImplicitFunc"):
+            if not missing(sockets) and _workers_of(ray_pids, b"ray::TrialTrainable"):
                 break
             time.sleep(0.2)
         assert missing(sockets) == [] and any(pid == driver.pid for pid, _ in sockets), sockets

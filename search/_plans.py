@@ -55,8 +55,8 @@ class PlanSource(Protocol):
     def target_trials(self) -> int:
         """The trials the run has in all."""
 
-    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        """The Optuna sampler that chooses the trials, seeded with `seed`."""
+    def sampler(self, seed: int, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+        """The Optuna sampler that chooses the trials, seeded with `seed`, for a storage holding `trials_so_far`."""
 
     def define_by_run(self) -> Callable[[Any], dict[str, Any] | None]:
         """The suggest calls of each trial."""
@@ -90,11 +90,12 @@ class SampledPlans:
             return len(space.grid_points(self.study)) * len(self.study.search.seeds)
         return int(self.study.search.trials)
 
-    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        """A GridSampler over the grid's points x seeds, or the study's `search.sampler`."""
+    def sampler(self, seed: int, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+        """A GridSampler over the grid's points x seeds (it skips the points run), or the study's `search.sampler`
+        (`space.make_sampler`: a resumed study draws new samples)."""
         if self.study.search.strategy == "grid":
             return AskTellGridSampler(space.grid_search_space(self.study), seed=seed)
-        return space.make_sampler(self.study.search.sampler, seed)
+        return space.make_sampler(self.study.search.sampler, seed, trials_so_far)
 
     def define_by_run(self) -> Callable[[Any], dict[str, Any] | None]:
         """The study's suggest calls (`space.define_by_run`)."""
@@ -140,8 +141,8 @@ class FixedPlans:
         """The GridSampler space: one point per plan."""
         return {PLAN_INDEX: list(range(len(self.plans)))}
 
-    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        """A GridSampler over the plans' positions."""
+    def sampler(self, seed: int, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+        """A GridSampler over the plans' positions (it skips the positions run)."""
         return AskTellGridSampler(self.grid(), seed=seed)
 
     def define_by_run(self) -> Callable[[Any], dict[str, Any] | None]:

@@ -84,3 +84,37 @@ def test_make_sampler_builds_a_seeded_sampler(name: str, sampler_type: type) -> 
 def test_an_unknown_sampler_is_told_the_table_keys() -> None:
     with pytest.raises(ValueError, match="search.sampler: got 'cmaes'; allowed: tpe, random, nsga2, qmc$"):
         space.make_sampler("cmaes", 0)
+
+
+def _draws(study: optuna.Study, sampler: optuna.samplers.BaseSampler, n: int) -> list[float]:
+    study.sampler = sampler
+    values = []
+    for _ in range(n):
+        trial = study.ask()
+        values.append(trial.suggest_float("x", 0.0, 1.0))
+        study.tell(trial, 0.0)
+    return values
+
+
+@pytest.mark.parametrize("name", ["random", "tpe"])
+def test_a_resumed_sampler_draws_new_samples_reproducibly(name: str) -> None:
+    """A --resume builds its sampler again in a new process: seeded as the first run was, it drew the first run's
+    samples again (a resumed random search trained the same architectures twice)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first = optuna.create_study()
+    before = _draws(first, space.make_sampler(name, 7), 4)
+    assert _draws(optuna.create_study(), space.make_sampler(name, 7), 4) == before  # the seed replays the run
+    after = _draws(first, space.make_sampler(name, 7, trials_so_far=4), 4)
+    assert not set(after) & set(before)
+    again = optuna.create_study()
+    _draws(again, space.make_sampler(name, 7), 4)
+    assert _draws(again, space.make_sampler(name, 7, trials_so_far=4), 4) == after  # and so does the resume
+
+
+def test_a_resumed_qmc_sampler_goes_on_along_its_sequence() -> None:
+    """QMC indexes its points by trial number: the same seed continues the same scrambled sequence."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    whole = _draws(optuna.create_study(), space.make_sampler("qmc", 3), 8)
+    resumed = optuna.create_study()
+    head = _draws(resumed, space.make_sampler("qmc", 3), 4)
+    assert head + _draws(resumed, space.make_sampler("qmc", 3, trials_so_far=4), 4) == whole

@@ -22,7 +22,6 @@ channels_last by 1.6e-5.
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -30,34 +29,17 @@ import torch
 import imagefeed
 from models import ArchSpec, StageSpec, build
 from search.train import _autocast, fit, uses_bf16
-from space import DataSettings, TrainSettings
+from space import TrainSettings
+
+from cifar_sample import DATA, exact_fp32, splits  # noqa: F401 (the fixtures)
 
 TINY = ArchSpec(stages=(StageSpec(1, 8, 1), StageSpec(1, 16, 2)), stem="cifar", stem_width=8, shortcut="B",
                 num_classes=10)
-DATA = DataSettings(train_limit=128)  # real CIFAR-10: the embedded sample, 128 training images
-EVAL_IMAGES = 64  # of its validation and test images: one evaluation batch each, to keep the tests to seconds
 FP32 = TrainSettings(epochs=2, batch_size=64, lr=0.1, schedule="cosine", amp="off", channels_last=False)
 BF16_LOSS_TOLERANCE = 0.01
 CHANNELS_LAST_LOSS_TOLERANCE = 1e-3
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
-
-
-@pytest.fixture(autouse=True)
-def exact_fp32():
-    """fp32 convolutions in fp32 on CUDA too: cuDNN's default TF32 rounds their inputs to 10 bits, which would
-    blur the comparison (nothing changes on the CPU)."""
-    allowed = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = allowed
-
-
-@pytest.fixture(scope="module")
-def splits() -> imagefeed.DatasetSplits:
-    whole = imagefeed.load(DATA)
-    return dataclasses.replace(whole, val_x=whole.val_x[:EVAL_IMAGES], val_y=whole.val_y[:EVAL_IMAGES],
-                               test_x=whole.test_x[:EVAL_IMAGES], test_y=whole.test_y[:EVAL_IMAGES])
 
 
 def _trained(splits: imagefeed.DatasetSplits, device: str, **changes) -> tuple[list[dict], dict]:

@@ -13,46 +13,27 @@ that (checked too, so the comparison can tell seeds apart).
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
 
-import imagefeed
 import models
 from models import ArchSpec, StageSpec
 from search._packed_seeds import fit_packed, same_but_seed
 from search.train import fit
 from space import DataSettings, TrainSettings
 
+from cifar_sample import DATA, EVAL_IMAGES, exact_fp32, splits  # noqa: F401 (the fixtures)
+
 # Shortcut A (zero-padded channels) and BatchNorm in every block: the layers packing must keep apart per seed.
 TINY = ArchSpec(stages=(StageSpec(1, 8, 1), StageSpec(1, 16, 2)), stem="cifar", stem_width=8, shortcut="A",
                 num_classes=10)
-DATA = DataSettings(train_limit=128)  # real CIFAR-10 (the embedded sample), with crops and flips
-EVAL_IMAGES = 64
 SETTINGS = TrainSettings(epochs=2, batch_size=64, lr=0.05, schedule="cosine", amp="off", channels_last=False)
 SEEDS = (0, 1)
 LOSS_TOLERANCE = 1e-3
 BATCHNORM_TOLERANCE = 1e-3
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
-
-
-@pytest.fixture(autouse=True)
-def exact_fp32():
-    """fp32 convolutions in fp32 on CUDA too: cuDNN's default TF32 rounds their inputs to 10 bits, which would
-    blur the comparison (nothing changes on the CPU)."""
-    allowed = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = allowed
-
-
-@pytest.fixture(scope="module")
-def splits() -> imagefeed.DatasetSplits:
-    whole = imagefeed.load(DATA)
-    return dataclasses.replace(whole, val_x=whole.val_x[:EVAL_IMAGES], val_y=whole.val_y[:EVAL_IMAGES],
-                               test_x=whole.test_x[:EVAL_IMAGES], test_y=whole.test_y[:EVAL_IMAGES])
 
 
 def _running_stats(folder) -> dict[str, torch.Tensor]:

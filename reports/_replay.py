@@ -78,7 +78,7 @@ REDUCTION_FACTORS = (2, 3, 4)
 # Grace periods: powers of 2 below the run's epochs, at most this many.
 MAX_GRACE_PERIODS = 4
 RANDOM_FRACTIONS = (0.1, 0.25, 0.5)
-TOP_K_FRACTIONS = (0.1, 0.25)
+TOP_K_FRACTIONS = (0.1, 0.2, 0.25)
 SCREEN_KEEP = (0.25, 0.5)
 # The zero-cost scores a results table may hold: the complexity columns every run has, and the proxies a
 # screened search (search.screen) records as `screen.<proxy>`.

@@ -271,3 +271,25 @@ def test_the_report_section_shows_the_replay_table_and_the_fidelity_plot(hand_ma
     assert 'data-testid="replay"' in html and 'data-testid="replay-fidelity"' in html
     assert "data:image/png;base64," in html
     assert "Cheapest within" in html or "No strategy cheaper than the full search" in html
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run_name", ["smoke_run", "cluster_run"])
+def test_real_runs_replay_and_their_reports_show_it(run_name, request, capsys):
+    """The two real runs of the session (a grid study of four trials; four seeds at longer trials on the cluster):
+    every strategy is replayed within the run's epochs and the full search is its own reference. The smoke run
+    writes its report at the end (the cluster run is made with --no-report): that report has the replay section."""
+    from commands import call_main
+
+    run_dir = request.getfixturevalue(run_name).run_dir
+    result = call_main(replay_cli.main, [str(run_dir), "--json", "--replicates", "20"], capsys)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    strategies = [row for row in printed if "strategy" in row]
+    full = next(row for row in strategies if row["strategy"] == "full")
+    assert full["epochs_fraction"] == 1 and full["regret_pp"] == 0 and full["regret_ci_pp"] == [0, 0]
+    assert all(0 < row["epochs_fraction"] <= 1 and row["regret_pp"] >= 0 for row in strategies)
+    epochs = int(load_run(run_dir).curves["epoch"].max())
+    assert [row["epoch"] for row in printed[-1]["fidelity"]] == list(range(1, epochs + 1))
+    if run_name == "smoke_run":
+        assert "Replaying search strategies on the recorded curves" in (run_dir / "report.html").read_text()

@@ -73,6 +73,11 @@ def _mentions(pid: int, text: str) -> bool:
         return False
 
 
+# Ray Train's controller takes in a data-parallel trial's reports, and sees its workers finish, only when it
+# polls them: every 2 s by default, seconds of waiting per trial. The nodes' processes have this setting, and the
+# trials they run pass it on to the controllers they start (Ray Train propagates it).
+TRAIN_POLLING = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+
 # What makes Ray use a token, and where it finds it.
 TOKEN_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
 
@@ -96,7 +101,7 @@ def start(auth: dict[str, str]) -> Cluster:
     """A head and a worker node of one CPU each on this machine, joined by the token `auth` names."""
     # Short paths: Ray's unix socket paths must stay under 108 bytes.
     folder = Path(tempfile.mkdtemp(prefix="rn", dir="/tmp"))
-    environment = module_env(**auth)
+    environment = module_env(**auth, **TRAIN_POLLING)
     port = _free_port()
     head = [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
             f"--temp-dir={folder / 'head'}", "--include-dashboard=false", f"--dashboard-port={_free_port()}",

@@ -369,6 +369,16 @@ def _sleeper(*args: str, node_id: str | None = None, code: str = SLEEP) -> subpr
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, text=True)
 
 
+
+def _kill(processes: tuple[subprocess.Popen, ...], *grandchildren: int) -> None:
+    """Stop what a test started: its sleepers, and the PIDs of those their children started."""
+    for process in processes:
+        process.kill()
+        process.wait()
+    for pid in grandchildren:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds processes through Linux /proc")
 def test_only_the_recorded_rays_processes_are_stopped(tmp_path: Path) -> None:
     import ray
@@ -400,11 +410,7 @@ def test_only_the_recorded_rays_processes_are_stopped(tmp_path: Path) -> None:
         assert reader.poll() is None and other.poll() is None
         assert stop_ray_left_by({"pid": 1, "host": socket.gethostname()}) == 0  # a holder that recorded no Ray
     finally:
-        for process in everyone:
-            process.kill()
-            process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker, signal.SIGKILL)
+        _kill(everyone, worker)
 
 
 def _titled(title: str, node_id: str, code: str = SLEEP) -> subprocess.Popen:
@@ -440,11 +446,7 @@ def test_an_agent_whose_raylet_died_is_stopped_by_its_node_and_title(tmp_path: P
         orphan.wait(timeout=10)
         assert _running(agent_of_live_raylet) and raylet.poll() is None and untitled.poll() is None
     finally:
-        for process in everyone:
-            process.kill()
-            process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(agent_of_live_raylet, signal.SIGKILL)
+        _kill(everyone, agent_of_live_raylet)
 
 
 def _forgeries(decoy: int, driver: int, session: str, marker: str) -> dict[str, tuple[dict, int | None]]:
@@ -615,7 +617,7 @@ def test_a_local_run_listens_on_loopback_is_locked_and_cleaned_up_after_kill_9(
         deadline = time.monotonic() + 300
         record: dict = {}
         while not record.get("ray") and time.monotonic() < deadline and driver.poll() is None:
-            time.sleep(1)
+            time.sleep(0.2)  # as the waits below: reading the lock costs next to nothing
             record = runfolder.read_lock(run_dir) or {}
         assert record.get("ray"), f"the driver recorded no Ray in its lock: {record}"
         assert record["pid"] == driver.pid

@@ -16,7 +16,9 @@ import pandas as pd
 
 from reports._factorial import simple_effects_table, tested_comparisons
 from reports._load import ReportError, RunData, load_run
-from reports._power import DEFAULT_POWER, SeedPlan, check_fraction, check_target_effect, plan_sentence, seed_plan
+from reports._power import (DEFAULT_POWER, SeedPlan, check_fraction, check_target_effect, more_seeds, plan_sentence,
+                            seed_plan)
+from reports._primary import command_lines
 from reports._stats import ALPHA, metric_name
 from reports.build import EXIT_BAD_INPUT, _OneLineParser
 
@@ -53,7 +55,20 @@ def format_plan(run: RunData, plan: SeedPlan, simple_effects: pd.DataFrame) -> s
         return head + "\nNo comparison has 2 or more complete trials in both groups: nothing to plan yet."
     sentences = [plan_sentence(row, row.verdict if isinstance(row.verdict, str) else None, plan)
                  for row in rows.itertuples()]
-    return "\n".join([head, "", table.to_string(index=False), "", *sentences])
+    return "\n".join([head, "", table.to_string(index=False), "", *sentences, *_command(run, plan, rows)])
+
+
+def _command(run: RunData, plan: SeedPlan, rows: pd.DataFrame) -> list[str]:
+    """The command that runs the most seeds any comparison needs, with its cost, as the driver's answer prints it
+    for report.primary (one home: reports._power.more_seeds); none when every comparison is resolved."""
+    needed = [int(row.seeds_needed) for row in rows.itertuples()
+              if np.isfinite(row.seeds_needed) and row.seeds_needed > row.n]
+    if not needed:
+        return []
+    try:
+        return ["", *command_lines(more_seeds(run, max(needed)), plan.target_effect)]
+    except ReportError as error:  # a study.yaml that cannot be read: the plan stands, without the command
+        return ["", f"no command to run more seeds: {' '.join(str(error).split())}"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -229,3 +229,17 @@ def test_seeds_that_are_not_0_to_n_are_kept_and_extended(tmp_path):
     run = reports.load_run(_one_factor_run(tmp_path, [3, 7]))
     words = shlex.split(_power.more_seeds(run, 5).command)
     assert words[-2:] == ["--set", "search.seeds=[3, 7, 0, 1, 2]"]
+
+
+def test_reports_plan_prints_the_same_command(crossed, capsys):
+    """python -m reports.plan ends with the command for the most seeds any comparison needs: the one the answer
+    to report.primary prints, from the same home (reports._power.more_seeds)."""
+    from reports import plan
+
+    run = reports.load_run(crossed)
+    assert plan.main([str(crossed)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    needed = max(int(n) for n in _power.seed_plan(run).table.query("metric == @run.headline_metric")["seeds_needed"]
+                 if np.isfinite(n))
+    assert printed[-1] == _power.more_seeds(run, needed).command
+    assert printed[-2].startswith(f"to resolve 1 pp: {needed} seeds per point")

@@ -14,7 +14,8 @@
 #   6. bench/input_pipeline.py (CPU decode; resnas has no GPU JPEG decoding).
 # Without a CUDA device that torch can see, it says so in one line and exits 0.
 #
-# PYTHON picks the interpreter (default .venv/bin/python); GPU_CHECK_DATA_ROOT a CIFAR-10 folder for steps 2
+# GPU_CHECK_PYTHON picks the interpreter (default .venv/bin/python; not PYTHON, which make and .ci/run set to
+# the interpreter that builds the venv, without torch); GPU_CHECK_DATA_ROOT a CIFAR-10 folder for steps 2
 # and 5 (default: the embedded sample, which is all a bare GPU machine has).
 set -u -o pipefail
 
@@ -22,7 +23,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-${OUT:-$root/runs/gpu_check-$(date -u +%Y%m%dT%H%M%SZ)}}"
 [[ "$out" == /* ]] || out="$PWD/$out"  # a relative folder is the caller's, not the checkout's
 cd "$root" || exit 1
-python="${PYTHON:-.venv/bin/python}"
+python="${GPU_CHECK_PYTHON:-.venv/bin/python}"
 [ -x "$python" ] || python="$(command -v python3 || echo python3)"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -33,7 +34,7 @@ print("cuda" if torch.cuda.is_available() else
       f"torch {torch.__version__} sees no CUDA device" + ("" if torch.version.cuda else " (built without CUDA)"))' \
       2>/dev/null | tail -n 1)"
 if [ -z "$found" ]; then
-    echo "gpu_check: $python cannot import torch; run make setup, or set PYTHON to an interpreter that has it" >&2
+    echo "gpu_check: $python cannot import torch; run make setup, or set GPU_CHECK_PYTHON to an interpreter that has it" >&2
     exit 2
 fi
 if [ "$found" != "cuda" ]; then

@@ -33,8 +33,10 @@ def test_gpu_check_is_shellcheck_clean() -> None:
 
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_0(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    # An empty CUDA_VISIBLE_DEVICES hides any GPU from torch, so this is the CPU path on every machine.
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OUT": str(tmp_path / "from-env")}
+    # An empty CUDA_VISIBLE_DEVICES hides any GPU from torch, so this is the CPU path on every machine. PYTHON is
+    # what make and .ci/run set to the interpreter that builds the venv (no torch there): the script ignores it.
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OUT": str(tmp_path / "from-env"),
+           "PYTHON": shutil.which("false") or "/bin/false"}
     run = subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True, env=env, timeout=120,
                          cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -46,9 +48,9 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_0(tmp_path: Path) -> Non
 
 
 def test_an_interpreter_without_torch_is_one_line_and_status_2(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHON": shutil.which("false") or "/bin/false"}
+    env = {**os.environ, "GPU_CHECK_PYTHON": shutil.which("false") or "/bin/false"}
     run = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out")], capture_output=True, text=True, env=env,
                          timeout=60)
     assert run.returncode == 2 and run.stdout == ""
-    assert run.stderr.splitlines() == [f"gpu_check: {env['PYTHON']} cannot import torch; run make setup, or set "
-                                       f"PYTHON to an interpreter that has it"]
+    assert run.stderr.splitlines() == [f"gpu_check: {env['GPU_CHECK_PYTHON']} cannot import torch; run make setup, "
+                                       "or set GPU_CHECK_PYTHON to an interpreter that has it"]

@@ -30,8 +30,9 @@ def _points(value: float) -> str:
 
 def _line(row: Any, reference: Any, where: str) -> str:
     p = "n/a" if math.isnan(row.p_adjusted) else f"{row.p_adjusted:.3g}"
+    test = f"{row.test}, " if isinstance(row.test, str) and row.test else ""  # none where n is too small to test
     return (f"  {row.factor}={row.level} vs {reference}{where}: {_points(row.diff)} pp "
-            f"[{_points(row.diff_ci_low)}, {_points(row.diff_ci_high)}], {row.test}, Holm p = {p}: {row.verdict}")
+            f"[{_points(row.diff_ci_low)}, {_points(row.diff_ci_high)}], {test}Holm p = {p}: {row.verdict}")
 
 
 def matching_text(run: RunData) -> str | None:

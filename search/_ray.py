@@ -109,6 +109,29 @@ def check_fits_local_ray(address: str | None, cpus: float, gpus: float) -> None:
                                 f"{have[field]:g}, or --address of a Ray cluster whose nodes have them")
 
 
+# Ray Tune's loggers that report a failed trial a second time: its traceback, and the list of trials that did not
+# complete. The recorder has given each failed trial its one line ("trial_0003 failed: ...") and recorded the error
+# in the results; the traceback stays in Tune's trial folder (ray_results/attempt-N/trial_0003/error.txt).
+TUNE_FAILURE_LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune")
+
+
+@contextlib.contextmanager
+def quiet_tune_failures() -> Iterator[None]:
+    """Silence Tune's own report of failed trials (`TUNE_FAILURE_LOGGERS`) for a `with` block: a trial whose worker
+    died (the kernel's OOM killer, a kill -9) printed a 30-line traceback between the progress lines."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in TUNE_FAILURE_LOGGERS]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, saved):
+            logger.setLevel(level)
+
+
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables for the duration of a `with` block, then put back what was there."""

@@ -32,7 +32,7 @@ from ._environment import hardware, versions
 from ._live_report import LiveReport
 from ._plans import FixedPlans, PlanSource, SampledPlans
 from ._ray import (CONNECT_TIMEOUT_S, check_fits_local_ray, dashboard_line, environment, init_ray, local_ray_record,
-                   shutdown_ray)
+                   quiet_tune_failures, shutdown_ray)
 from ._recorder import Recorder, tune_callback
 from ._resume import RunError, check_run_dir, clear_half_made_start, requeue_lost, take_run_lock
 from ._reuse import (ReuseIndex, WarmStart, add_warm_start, data_description, plan_warm_start, read_earlier_run,
@@ -382,7 +382,7 @@ def _tune(study: space.Study, options: RunOptions, plans: PlanSource, splits: im
             callbacks=[tune_callback(recorder)], verbose=0, failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    with environment({_PENDING_TRIALS_ENV: pending}):
+    with environment({_PENDING_TRIALS_ENV: pending}), quiet_tune_failures():
         tuner.fit()
 
 

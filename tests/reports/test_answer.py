@@ -43,3 +43,16 @@ def test_answer_says_what_was_matched_and_how_closely(tmp_path):
     assert "largest gap +0.65% (shortcut=none" in lines[0] and "miss the tolerance" not in lines[0]
     lines = reports.answer_lines(_crossed_run(tmp_path / "over", match=0.02))
     assert "trial(s) miss the tolerance" in lines[0]
+
+
+def test_a_comparison_too_small_to_test_names_no_test():
+    """Too few trials: no test ran, and the line says so without an empty ", ," where the test's name goes."""
+    from types import SimpleNamespace
+
+    from reports._answer import _line
+
+    row = SimpleNamespace(factor="shortcut", level="B", diff=0.0, diff_ci_low=float("nan"),
+                          diff_ci_high=float("nan"), test="", p_adjusted=float("nan"), verdict="n too small")
+    assert _line(row, "A", "") == "  shortcut=B vs A: +0.0 pp [n/a, n/a], Holm p = n/a: n too small"
+    tested = SimpleNamespace(**{**vars(row), "test": "paired t", "p_adjusted": 0.5, "verdict": "within noise"})
+    assert _line(tested, "A", "").endswith("[n/a, n/a], paired t, Holm p = 0.5: within noise")

@@ -215,9 +215,7 @@ def _fit_packed(spec: ArchSpec, trains: list[TrainSettings], data: DataSettings,
                 result, settings = results[index], trains[index]
                 if not math.isfinite(train_losses[index]):
                     # The others train on: a seed's NaN stays in its own slices of the stacked tensors.
-                    error = TrialDiverged(f"diverged: training loss became {train_losses[index]} in epoch {epoch} "
-                                          f"(lr {settings.lr}, {settings.optimizer}); lower the learning rate "
-                                          f"or add warm-up")
+                    error = TrialDiverged.at(train_losses[index], epoch, settings)
                     result.update(status="failed", error=str(error))
                     alive.remove(index)
                     continue

@@ -40,6 +40,12 @@ DEFAULT_EVAL_BATCH = 256
 class TrialDiverged(RuntimeError):
     """The loss became NaN or infinite; the trial ends as failed, with this message."""
 
+    @classmethod
+    def at(cls, train_loss: float, epoch: int, train: TrainSettings) -> "TrialDiverged":
+        """The error of a trial whose training loss became `train_loss` in `epoch` (fit's and the packed seeds')."""
+        return cls(f"diverged: training loss became {train_loss} in epoch {epoch} (lr {train.lr}, {train.optimizer}); "
+                   f"lower the learning rate or add warm-up")
+
 
 # ------------------------------------------------------------ optimisation
 @dataclass(frozen=True)
@@ -417,9 +423,7 @@ def _fit(spec: ArchSpec, train: TrainSettings, data: DataSettings, report: Repor
                 throughput.images += seen
                 throughput.seconds += epoch_s
                 if not math.isfinite(train_loss):
-                    raise TrialDiverged(f"diverged: training loss became {train_loss} in epoch {epoch} "
-                                        f"(lr {train.lr}, {train.optimizer}); lower the learning rate "
-                                        f"or add warm-up")
+                    raise TrialDiverged.at(train_loss, epoch, train)
                 result["epochs_run"] += 1
                 if epoch <= leg.reported_after:
                     continue  # a restarted trial: ASHA compared this budget epoch on the shorter leg already

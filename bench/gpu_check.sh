@@ -8,7 +8,8 @@
 # table and the next one runs. Steps, in order:
 #   1. the suite's tests marked gpu (pytest -m gpu; they are skipped without CUDA);
 #   2. bench/train_throughput.py on cuda: fp32, bf16 autocast and channels_last, each against its hand loop;
-#   3. the smoke study, 4 trials at search.resources.gpus=0.25, all at once against one at a time;
+#   3. the smoke study, 4 trials at search.resources.gpus=0.25, all at once against one at a time, and against
+#      2 trials of 2 seeds packed into one model (search.pack_seeds=2);
 #   4. bench/gpu_memory.py: torch.cuda.max_memory_allocated against models.training_memory, per model;
 #   5. bench/packed_seeds.py: K=4 ResNet-20 seeds packed into one model against 4 separate fits;
 #   6. bench/input_pipeline.py (CPU decode; resnas has no GPU JPEG decoding).
@@ -143,6 +144,15 @@ sharing="-"
 [ "$serial_status/$step_status" = "ok/ok" ] && sharing="$(ratio "$serial_s" "$step_seconds")"
 row 3 "4 smoke trials at gpus=0.25: 4 at once vs 1 at a time" "$serial_status / $step_status" \
     "$serial_s s / $step_seconds s" "throughput 4 at once / 1 at a time = $sharing"
+# 3c. The same 4 trials as 2 trials of 2 seeds packed into one model (search.pack_seeds), both at once, against
+# 3b's 4 trials at once: packing against time-slicing, for the same seeds, rows and GPU share.
+shared_status="$step_status" shared_s="$step_seconds"
+step 3c-smoke-packed 75 "$python" "${smoke[@]}" --set search.pack_seeds=2 --set search.max_concurrent=2 \
+    --out "$out/smoke-packed"
+packing="-"
+[ "$shared_status/$step_status" = "ok/ok" ] && packing="$(ratio "$shared_s" "$step_seconds")"
+row 3c "the 4 smoke trials as 2 of 2 packed seeds (search.pack_seeds=2)" "$step_status" "$step_seconds s" \
+    "throughput packed / 4 at once = $packing"
 
 # 4. Memory: the measured peak against models.training_memory.
 step 4-gpu-memory 60 "$python" bench/gpu_memory.py

@@ -17,13 +17,15 @@ from ._images import (EVAL_RESIZE_RATIO, ImageSource, StreamedDataset, StreamedS
 from ._loader import DEFAULT_PREFETCH, EpochOrder, ImageLoader, loader_workers, make_loader
 from ._memory import PeakHostMemory, host_tree_mib, peak_device_mib, reset_peak_device
 from ._transforms import EvalCrop, TrainCrop, eval_transform, train_transform
-from ._kinds import AUGMENTATIONS, DATASET_KINDS, DatasetKind, class_names, dataset_kind, eval_resize, load
+from ._kinds import (AUGMENTATIONS, DATASET_KINDS, DatasetKind, class_names, dataset_kind, eval_resize, load,
+                     whole_tensor_kinds)
 from ._normalizations import NORMALIZATIONS
 from ._tensors import (SAMPLE_PATH, SAMPLE_SHA256, SYNTHETIC_SEED, BatchAugment, DatasetSplits, RawDataset,
                        read_embedded_sample, stratified_split)
 
 __all__ = [
-    "load", "class_names", "DATASET_KINDS", "DatasetKind", "dataset_kind", "AUGMENTATIONS", "NORMALIZATIONS",
+    "load", "class_names", "whole_tensor_kinds", "DATASET_KINDS", "DatasetKind", "dataset_kind", "AUGMENTATIONS",
+    "NORMALIZATIONS",
     "DatasetError", "BadImage",
     "make_loader", "ImageLoader", "EpochOrder", "loader_workers", "DEFAULT_PREFETCH",
     "TrainCrop", "EvalCrop", "train_transform", "eval_transform",

@@ -89,6 +89,11 @@ DATASET_KINDS: dict[str, DatasetKind] = {kind.name: kind for kind in (
 )}
 
 
+def whole_tensor_kinds() -> tuple[str, ...]:
+    """The kinds that load as one tensor (not streamed): what seeds packed into one model train on."""
+    return tuple(name for name, kind in DATASET_KINDS.items() if not kind.streamed)
+
+
 def dataset_kind(name: str) -> DatasetKind:
     """The kind `name` names; a DatasetError listing the kinds if none does."""
     try:

@@ -27,6 +27,7 @@ context, the Python process and the dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,12 @@ class MemoryEstimate:
     def total(self) -> int:
         """The sum of the four parts, in bytes."""
         return self.weights + self.gradients + self.optimizer_state + self.activations
+
+    def times(self, copies: int) -> "MemoryEstimate":
+        """`copies` networks at once, each part `copies` times (seeds packed into one model: search.pack_seeds)."""
+        return dataclasses.replace(self, weights=self.weights * copies, gradients=self.gradients * copies,
+                                   optimizer_state=self.optimizer_state * copies,
+                                   activations=self.activations * copies)
 
     def short(self) -> str:
         """"1.2 GiB to train" (or "to run" without gradients)."""

@@ -103,7 +103,7 @@ def _scored_labels(run: RunData, metric: str, factors: list[Factor]) -> tuple[pd
     scored = accuracy_values(run, metric)
     # What a comparison reads (its test, `pairable`, the seed plan's wall time): slicing 70 columns 470 times is
     # most of a 10^5-trial report otherwise.
-    kept = [metric, "seed", "wall_s", *(other.column for other in run.factors)]
+    kept = [metric, "seed", "wall_s", "packed_seeds", *(other.column for other in run.factors)]
     scored = scored[[column for column in dict.fromkeys(kept) if column in scored.columns]]
     return scored, _labels(scored, factors)
 

@@ -186,7 +186,7 @@ def _read(reader: Any, run_dir: Path, *args: Any) -> Any:
 # The results columns a report reads (`report_columns`); the rest (arch.*, train.*, train_json: each trial's
 # spec and settings) is for retrain and compare, and at 10^6 trials is most of the table.
 REPORT_RESULT_COLUMNS = ("trial_id", "status", "number", "seed", *ACCURACY_COLUMNS, "params", "macs", "flops",
-                         "epochs_run", "wall_s", "error", "checkpoint", "arch_key", "arch_yaml",
+                         "epochs_run", "wall_s", "packed_seeds", "error", "checkpoint", "arch_key", "arch_yaml",
                          runfolder.REUSED_FROM)
 REPORT_RESULT_PREFIXES = (FACTOR_PREFIX, "match.", runfolder.SCREEN_PREFIX)  # screen.<proxy>: the replay screens on them
 

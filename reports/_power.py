@@ -198,10 +198,12 @@ class SeedPlan:
     device_unit: str
 
 
-def _mean_wall_s(trials: pd.DataFrame) -> float:
+def _mean_device_s(trials: pd.DataFrame) -> float:
+    """The mean device seconds of `trials` (a packed seed's share of its trial's wall time: search.pack_seeds)."""
     if "wall_s" not in trials.columns:
         return float("nan")
-    wall = pd.to_numeric(trials["wall_s"], errors="coerce").dropna()
+    packed = pd.to_numeric(trials["packed_seeds"], errors="coerce") if "packed_seeds" in trials.columns else None
+    wall = pd.Series(runfolder.trial_device_seconds(pd.to_numeric(trials["wall_s"], errors="coerce"), packed)).dropna()
     return float(wall.mean()) if len(wall) else float("nan")
 
 
@@ -227,7 +229,7 @@ def seed_plan(run: RunData, effect: float | None = None, power: float = DEFAULT_
         budgets.check(budget)
         needed = seeds_needed(effect, result.sd, result.paired, power=power)
         # Both cells compared, each run with `needed` seeds, at the mean wall time of their trials so far.
-        trial_s = _mean_wall_s(comparison.trials) + _mean_wall_s(comparison.reference_trials)
+        trial_s = _mean_device_s(comparison.trials) + _mean_device_s(comparison.reference_trials)
         rows.append({
             "factor": comparison.factor.name, "level": comparison.level, "reference": comparison.reference,
             "within": within_text(comparison.within), "metric": comparison.metric, "n": result.n,
@@ -267,7 +269,7 @@ def more_seeds(run: RunData, seeds: int) -> MoreSeeds:
     run_seeds = sorted({int(seed) for seed in budget.get("seeds") or []})
     planned = budget.get("trials")
     points = planned // len(run_seeds) if isinstance(planned, int) and run_seeds else 0
-    trial_s = _mean_wall_s(run.complete)
+    trial_s = _mean_device_s(run.complete)
     new_trials = points * max(0, seeds - len(run_seeds))
     result = dict(seeds=int(seeds), seeds_run=len(run_seeds), points=points, new_trials=new_trials, trial_s=trial_s,
                   device_hours=new_trials * trial_s * devices / 3600.0, device_unit=unit)

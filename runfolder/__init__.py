@@ -24,7 +24,8 @@ from ._log import replay_log
 from ._mapping import read_plans, write_plans
 from ._run_info import (CPU_CORE_HOURS, GPU_HOURS, RUN_INFO_FORMAT, TRIAL_HOURS, Budget, Dataset, FactorLevels,
                         Hardware, MatchSettings, Resources, RunFolderNote, RunInfo, device_hours_unit,
-                        devices_per_trial, read_run_info, read_run_json, write_run_info, write_run_json)
+                        devices_per_trial, read_run_info, read_run_json, trial_device_seconds, write_run_info,
+                        write_run_json)
 from ._study_record import (ASHA_PROMOTIONS, ASHA_SCHEDULES, DEFAULT_ASHA_GRACE_PERIOD, DEFAULT_ASHA_PROMOTION,
                             DEFAULT_ASHA_REDUCTION_FACTOR, DEFAULT_ASHA_SCHEDULE, DEFAULT_TARGET_EFFECT, asha_rung_epochs,
                             MAX_PRIMARY_COMPARISONS, MAX_PRIMARY_TEXT, MIN_TARGET_EFFECT, PRIMARY_LEVEL_RULE,
@@ -54,7 +55,7 @@ __all__ = [
     "replay_log", "read_plans", "write_plans", "stored_path",
     "RunInfo", "RUN_INFO_FORMAT", "read_run_info", "write_run_info", "RunFolderNote", "Resources", "Budget", "Dataset",
     "Hardware", "FactorLevels", "MatchSettings", "GPU_HOURS", "CPU_CORE_HOURS", "TRIAL_HOURS", "device_hours_unit",
-    "devices_per_trial", "StudyRecord", "read_study_record", "DEFAULT_TARGET_EFFECT",
+    "devices_per_trial", "trial_device_seconds", "StudyRecord", "read_study_record", "DEFAULT_TARGET_EFFECT",
     "MIN_TARGET_EFFECT", "TARGET_EFFECT_RULE", "is_target_effect", "PrimaryComparison", "MAX_PRIMARY_COMPARISONS",
     "MAX_PRIMARY_TEXT", "PRIMARY_LEVEL_RULE", "is_primary_level",
     "DEFAULT_ASHA_GRACE_PERIOD", "DEFAULT_ASHA_REDUCTION_FACTOR", "DEFAULT_ASHA_SCHEDULE", "DEFAULT_ASHA_PROMOTION",

@@ -26,8 +26,9 @@ MATCH_FIELDS = ("by", "adjust", "value", "target", "gap")
 # for the vote, under each voter), one column per proxy. Absent where nothing is screened.
 SCREEN_PREFIX = "screen."
 # workers, global_batch, base_lr and batchnorm: how a trial was parallelised (search.resources.workers); rows
-# written before they existed lack them.
-INTEGER_METRICS = ("params", "macs", "flops", "epochs_run", "workers", "global_batch")
+# written before they existed lack them. packed_seeds: how many seeds (this one included) trained as one model
+# with it (search.pack_seeds), whose wall_s they share (runfolder.trial_device_seconds); empty for a seed alone.
+INTEGER_METRICS = ("params", "macs", "flops", "epochs_run", "workers", "global_batch", "packed_seeds")
 # peak_host_mib: the trial process and its loader workers (PSS); peak_device_mib: torch on CUDA, NaN elsewhere.
 FLOAT_METRICS = ("val_acc_best", "val_acc_final", "test_acc", "wall_s", "images_per_s", "base_lr",
                  "peak_host_mib", "peak_device_mib")

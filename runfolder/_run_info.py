@@ -44,6 +44,18 @@ def devices_per_trial(cpus: float, gpus: float) -> float:
     return float(gpus or cpus)
 
 
+def trial_device_seconds(wall_s: Any, packed_seeds: Any = None) -> Any:
+    """The seconds of its devices one trial (one row) used: its wall time, shared out among the seeds packed into one
+    model with it (the `packed_seeds` column, search.pack_seeds; missing or NaN: trained alone). Takes numbers or
+    arrays (a results column), and gives the same."""
+    import numpy as np  # here: runfolder imports no numerics at import
+
+    wall = np.asarray(wall_s, dtype=float)
+    packed = np.asarray(np.nan if packed_seeds is None else packed_seeds, dtype=float)
+    seconds = wall / np.where(np.isfinite(packed) & (packed >= 1), packed, 1.0)
+    return float(seconds) if seconds.ndim == 0 else seconds
+
+
 def device_hours_unit(gpus: float) -> str:
     """The unit of device-hours for trials that hold `gpus` GPUs each."""
     return GPU_HOURS if gpus else CPU_CORE_HOURS
@@ -64,6 +76,7 @@ class Budget(TypedDict, total=False):
     trials: int
     seeds: list[int]
     resources_per_trial: Resources
+    pack_seeds: int  # seeds of one grid point trained as one model in one trial (search.pack_seeds); absent: 1
 
 
 class Dataset(TypedDict, total=False):
@@ -143,14 +156,15 @@ class RunInfo:
     dataset: Dataset | None = _doc("the loader's source: name, root, counts (n_train_pool, n_train, n_val, "
                                    "n_test), num_classes, and what identifies the images (files, sha256, seed "
                                    "or fingerprint)", default=None)
-    budget: Budget | None = _doc("epochs, trials, seeds, resources_per_trial {cpus, gpus}", default=None)
+    budget: Budget | None = _doc("epochs, trials, seeds, resources_per_trial {cpus, gpus}, pack_seeds",
+                                        default=None)
     hardware: Hardware | None = _doc("the driver: cpu, cpus, gpus, hostname, platform", default=None)
     versions: dict[str, str] | None = _doc("python and the packages that decide results", default=None)
     storage: str | None = _doc("the Optuna storage URL", default=None)
     started: str | None = _doc("UTC ISO time of the first attempt's start", default=None)
     finished: str | None = _doc("UTC ISO time the last trial finished; null while unfinished", default=None)
     wall_s: float | None = _doc("driver seconds over all attempts", default=None)
-    device_hours: float | None = _doc("trial seconds x devices per trial / 3600, over all attempts", default=None)
+    device_hours: float | None = _doc("trial seconds (a packed trial's once) x devices per trial / 3600, over all attempts", default=None)
     device_hours_unit: str = _doc("GPU-hours | CPU-core-hours | trial-hours (no resources recorded)", default="")
     attempts: int = _doc("starts of the run (1 + resumes)", default=1)
     trial_counts: dict[str, int] = _doc("rows by status: complete, failed, pruned", default_factory=dict)

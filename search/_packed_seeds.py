@@ -40,7 +40,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -97,10 +97,13 @@ def _unpacked(skeleton: nn.Module, state: dict[str, torch.Tensor], index: int) -
 def fit_packed(spec: ArchSpec, trains: Sequence[TrainSettings], data: DataSettings,
                reports: Sequence[Report | None] | None = None, splits: imagefeed.DatasetSplits | None = None,
                device: str | torch.device | None = None,
-               save_to: Sequence[str | Path | None] | None = None) -> list[dict[str, Any]]:
+               save_to: Sequence[str | Path | None] | None = None,
+               after_epoch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Train `spec` once per settings in `trains` (equal but for the seed) as one packed model; one result each.
 
-    `reports[k]` hears seed k's epochs and the k-th result is what
+    `reports[k]` hears seed k's epochs (a seed that diverged is heard no
+    more), `after_epoch(epoch)` is called once each epoch's reports are all
+    made (a trial reports the K seeds' epoch together), and the k-th result is what
     `search.train.fit(spec, trains[k], data, ...)` returns, plus
     `packed_seeds` (K). A seed's `epoch_s`, `wall_s` and `images_per_s` are
     the packed model's times: the K seeds share them, so device time summed
@@ -118,7 +121,7 @@ def fit_packed(spec: ArchSpec, trains: Sequence[TrainSettings], data: DataSettin
                          f"folders; give one of each per seed")
     imagefeed.reset_peak_device(device)
     with imagefeed.PeakHostMemory() as host:
-        results = _fit_packed(spec, list(trains), data, reports, splits, device, save_to)
+        results = _fit_packed(spec, list(trains), data, reports, splits, device, save_to, after_epoch)
     for result in results:
         result.update(peak_host_mib=host.mib, peak_device_mib=imagefeed.peak_device_mib(device))
     return results
@@ -126,7 +129,7 @@ def fit_packed(spec: ArchSpec, trains: Sequence[TrainSettings], data: DataSettin
 
 def _fit_packed(spec: ArchSpec, trains: list[TrainSettings], data: DataSettings, reports: list[Report | None],
                 splits: imagefeed.DatasetSplits | None, device: torch.device,
-                save_to: list[str | Path | None]) -> list[dict[str, Any]]:
+                save_to: list[str | Path | None], after_epoch: Callable[[int], None] | None) -> list[dict[str, Any]]:
     started = time.perf_counter()
     train = trains[0]  # every field but the seed is theirs too
     count = len(trains)
@@ -137,7 +140,7 @@ def _fit_packed(spec: ArchSpec, trains: list[TrainSettings], data: DataSettings,
     splits = splits if splits is not None else imagefeed.load(data)
     if splits.streamed:
         raise ValueError(f"pack_seeds: data.dataset {data.dataset!r} is streamed; packed seeds need a "
-                         f"whole-tensor dataset (cifar10, cifar100, synthetic, imagenet_downsampled)")
+                         f"whole-tensor dataset ({', '.join(imagefeed.whole_tensor_kinds())})")
     check_classes(spec, splits.num_classes)
     figures = models.complexity(spec, splits.image_size)
     results = [{
@@ -230,6 +233,8 @@ def _fit_packed(spec: ArchSpec, trains: list[TrainSettings], data: DataSettings,
                                     "epoch_s": epoch_s,
                                     "images_per_s": seen / epoch_s if epoch_s > 0 else math.nan,
                                     "lr": optimizer.param_groups[0]["lr"]})
+            if after_epoch is not None:
+                after_epoch(epoch)
             if not alive:
                 break
         for index in alive:

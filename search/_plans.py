@@ -32,6 +32,7 @@ import space
 
 from ._resume import RunError
 from ._searcher import AskTellGridSampler
+from ._seed_packs import PackingGridSampler
 
 # The one parameter Optuna samples for fixed plans: the position of the plan in the list.
 PLAN_INDEX = "plan"
@@ -54,6 +55,10 @@ class PlanSource(Protocol):
 
     def target_trials(self) -> int:
         """The trials the run has in all."""
+
+    @property
+    def pack_seeds(self) -> int:
+        """At most this many trials of one grid point, other seeds, train as one model in one Tune trial."""
 
     def sampler(self, seed: int, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
         """The Optuna sampler that chooses the trials, seeded with `seed`, for a storage holding `trials_so_far`."""
@@ -90,9 +95,17 @@ class SampledPlans:
             return len(space.grid_points(self.study)) * len(self.study.search.seeds)
         return int(self.study.search.trials)
 
+    @property
+    def pack_seeds(self) -> int:
+        """The study's search.pack_seeds (a grid's; 1 elsewhere)."""
+        return self.study.search.pack_seeds
+
     def sampler(self, seed: int, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
-        """A GridSampler over the grid's points x seeds (it skips the points run), or the study's `search.sampler`
-        (`space.make_sampler`: a resumed study draws new samples)."""
+        """A GridSampler over the grid's points x seeds (it skips the points run; with search.pack_seeds, one that
+        gives each point's seeds in a row), or the study's `search.sampler` (`space.make_sampler`: a resumed study
+        draws new samples)."""
+        if self.study.search.strategy == "grid" and self.pack_seeds > 1:
+            return PackingGridSampler(space.grid_search_space(self.study), seed=seed, pack_by=space.POINT)
         if self.study.search.strategy == "grid":
             return AskTellGridSampler(space.grid_search_space(self.study), seed=seed)
         return space.make_sampler(self.study.search.sampler, seed, trials_so_far)
@@ -136,6 +149,11 @@ class FixedPlans:
     def target_trials(self) -> int:
         """One trial per plan."""
         return len(self.plans)
+
+    @property
+    def pack_seeds(self) -> int:
+        """1: fixed trials train one seed each (a retrain fits on train+val, which packed seeds do not)."""
+        return 1
 
     def grid(self) -> dict[str, list[int]]:
         """The GridSampler space: one point per plan."""

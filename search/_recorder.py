@@ -21,7 +21,7 @@ from models import ArchSpec
 from runfolder import RANKING_COLUMN, ResultsTables
 
 from ._reuse import EarlierTrial, copy_checkpoint
-from ._trial import PLAN, SCREEN, TRIAL_NUMBER, objective_metric, sampled_params
+from ._trial import PACK, SCREEN, objective_metric, pack_members, sampled_params
 
 
 @dataclass
@@ -94,16 +94,30 @@ class Recorder:
 
     # Tune callback hooks (a ray.tune.Callback subclass forwards here).
     def trial_result(self, tune_trial_id: str, result: dict[str, Any]) -> None:
-        if "train_loss" in result:  # an epoch's metrics (the last one arrives with the final report)
-            self.curves.setdefault(tune_trial_id, []).append(result)
-            number = (result.get("config") or {}).get(TRIAL_NUMBER)  # Tune puts the trial's config in each result
-            if number is not None:
-                self.tell("epoch", runfolder.trial_id(number), result)
+        # Tune puts the trial's config in each result: which trials (and, with PACK, which seeds) it trains.
+        members = pack_members(result.get("config") or {}) if "config" in result else []
+        for index, epoch in _epochs_reported(result):
+            # an epoch's metrics (the last one arrives with the final report)
+            self.curves.setdefault(_seed_key(tune_trial_id, index), []).append(epoch)
+            if index < len(members):
+                self.tell("epoch", runfolder.trial_id(members[index]["number"]), epoch)
 
     def trial_finished(self, tune_trial_id: str, config: dict[str, Any], result: dict[str, Any],
                        error: str = "", running: int = 0) -> None:
+        """Record the trial Tune ended (each of its seeds, where it packs several: search.pack_seeds)."""
         self.counts.running = running
-        spec, train, factors, seed, matched = _planned(config.get(PLAN), sampled_params(config))
+        members = pack_members(config)
+        reports = result.get(PACK) if PACK in config else [result]
+        for index, member in enumerate(members):
+            report = reports[index] if isinstance(reports, list) and index < len(reports) else None
+            # A packed seed without a report of its own: the worker died before the final report.
+            self._record_trained(_seed_key(tune_trial_id, index), member, report or {},
+                                 error or ("" if report is not None else "the trial's worker ended without a report"),
+                                 config.get(SCREEN) if index == 0 else None)
+
+    def _record_trained(self, curve_key: str, member: dict[str, Any], result: dict[str, Any], error: str,
+                        screen: dict[str, float] | None) -> None:
+        spec, train, factors, seed, matched = _planned(member.get("plan"), member.get("params") or {})
         if error:
             status = "failed"
         elif not result.get("final"):
@@ -115,10 +129,10 @@ class Recorder:
                       "epochs_run": result.get("epochs_run", result.get("epoch"))}
         else:
             status = result.get("status", "failed")
-        row = runfolder.trial_row(number=config[TRIAL_NUMBER], status=status, seed=seed, factors=factors,
+        row = runfolder.trial_row(number=member["number"], status=status, seed=seed, factors=factors,
                                   spec=spec, train=train, metrics=result, error=error, matched=matched,
-                                  screen=config.get(SCREEN))
-        self.tables.add_trial(row, self.curves.pop(tune_trial_id, []))
+                                  screen=screen)
+        self.tables.add_trial(row, self.curves.pop(curve_key, []))
         self.recorded_here.append(row["trial_id"])
         self.counts.add(status)
         if status == "complete":
@@ -235,13 +249,27 @@ class Recorder:
         best_text = f"best val {_percent(best[RANKING_COLUMN])} ({best['trial_id']})" if best else "best val -"
         what = ", ".join(f"{k.removeprefix(runfolder.FACTOR_PREFIX)}={v}" for k, v in row.items()
                          if k.startswith(runfolder.FACTOR_PREFIX))
+        packed = row.get("packed_seeds")
         where = (f"reused from {row[runfolder.REUSED_FROM]}" if row.get(runfolder.REUSED_FROM)
-                 else f"in {row['wall_s']:.0f}s")
+                 else f"in {row['wall_s']:.0f}s" + (f" ({packed} seeds packed)" if packed and packed > 1 else ""))
         detail = (f"val {_percent(row['val_acc_best'])} test {_percent(row['test_acc'])} {where}"
                   if row["status"] == "complete" else row["error"][:120])
         print(f"[{self.counts.finished}/{self.total} done, {self.counts.running} running, {self.counts.failed} "
               f"failed, {best_text}, {format_duration(time.time() - self.started)}] "
               f"{row['trial_id']} {row['status']}: {what}: {detail}", file=self.out, flush=True)
+
+
+def _seed_key(tune_trial_id: str, index: int) -> str:
+    """The recorder's key of the curve of seed `index` of a Tune trial (the trial's own id for its first)."""
+    return tune_trial_id if index == 0 else f"{tune_trial_id}#{index}"
+
+
+def _epochs_reported(result: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(seed index, epoch metrics) of each seed whose epoch a Tune result reports: the result itself, or PACK's
+    reports (a seed that said nothing left out). A final report carries the trial's last epoch."""
+    reports = result.get(PACK) if PACK in result else [result]
+    return [(index, report) for index, report in enumerate(reports or [])
+            if report and "train_loss" in report]
 
 
 def tune_callback(recorder: Recorder) -> Any:

@@ -86,7 +86,8 @@ def _run_document(study: space.Study, splits: imagefeed.DatasetSplits, previous:
         match_complexity=study.match_complexity,  # the settings, defaults filled in; None if unmatched
         dataset=dict(splits.source),
         budget={"epochs": study.max_epochs, "trials": target, "seeds": list(study.search.seeds),
-                "resources_per_trial": {"cpus": resources.cpus, "gpus": resources.gpus}},
+                "resources_per_trial": {"cpus": resources.cpus, "gpus": resources.gpus},
+                **({"pack_seeds": plans.pack_seeds} if plans.pack_seeds > 1 else {})},
         hardware=hardware(), versions=versions(), storage=storage_url,
         started=previous.started or _utc_now(), finished=None,
         wall_s=previous.wall_s or 0.0, device_hours=previous.device_hours or 0.0,
@@ -419,7 +420,8 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 def _device_hours(recorder: Recorder, study: space.Study) -> float:
     resources = study.search.resources
     per_trial = resources.workers * runfolder.devices_per_trial(resources.cpus, resources.gpus)
-    seconds = sum(r["wall_s"] for r in recorder.new_rows()
+    # A packed seed's row shares its trial's wall time with the seeds packed with it: the device counts it once.
+    seconds = sum(runfolder.trial_device_seconds(r["wall_s"], r.get("packed_seeds")) for r in recorder.new_rows()
                   if isinstance(r.get("wall_s"), float) and not math.isnan(r["wall_s"]))
     return seconds * per_trial / 3600.0
 
@@ -459,6 +461,7 @@ def _make_searcher(study: space.Study, plans: PlanSource, storage_url: str, reco
         storage=open_storage(storage_url),
         study_name=study.name, screen=plans.screen, on_rejected=recorder.trial_rejected,
         objective_metrics=metrics, reuse=reuse, budget=budget, proxy_screen=proxy_screen,
+        pack_seeds=plans.pack_seeds,
     )
 
 

@@ -28,6 +28,12 @@ What this adds to `ray.tune.search.optuna.OptunaSearch`:
   their scores as user attributes, recorded as rejected rows, and not
   counted against the budget. The kept sample's scores travel in its
   config (`SCREEN`) to its results row.
+- **Packed seeds.** With `pack_seeds` K > 1 (search.pack_seeds, grid
+  studies, the sampler a `search._seed_packs.PackingGridSampler`), a trial
+  that trains takes up to K - 1 partners: trials of the same grid point and
+  other seeds, asked right after it, each an Optuna trial of its own. Tune
+  sees one trial, whose config lists them all under PACK; each is told to
+  Optuna from its own report in the trial's results.
 - **Reuse.** A sample that an earlier run already trained (`reuse` finds
   and records it: search._reuse) is told COMPLETE with that trial's values
   and never reaches Tune; the searcher samples on. It counts against the
@@ -48,7 +54,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from ._trial import PLAN, SCREEN, TRIAL_NUMBER
+from ._trial import PACK, PLAN, SCREEN, TRIAL_NUMBER
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,8 @@ SUMMARY_KEYS = ("status", "test_acc", "val_acc_best", "params", "macs", "epochs_
 MAX_REJECTIONS_IN_A_ROW = 2000
 # The key under which a sample drawn before Tune starts waits for Tune's first trial id.
 _BEFORE_TUNE = "sampled-before-tune"
+# A packed seed's key beside its Tune trial's id, in the searcher's books: "<tune trial id>#<position in the pack>".
+_PARTNER = "#"
 
 
 class Reused(NamedTuple):
@@ -96,7 +104,7 @@ class ScreeningOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, screen: Screen,
                  on_rejected: Callable[..., None],
                  objective_metrics: list[str], reuse: Reuse | None = None, budget: int | None = None,
-                 proxy_screen: ProxyRanking | None = None, **kwargs: Any) -> None:
+                 proxy_screen: ProxyRanking | None = None, pack_seeds: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._screen = screen
         # on_rejected(number, params, reason, plan[, screen scores]): the recorder writes the rejected row
@@ -107,6 +115,8 @@ class ScreeningOptunaSearch(OptunaSearch):
         self._budget = budget  # trials still to hand to Tune or take from earlier runs; None: Tune counts alone
         self._held: dict[str, Any] | None = None  # drawn by sample_until_training_needed, for Tune's first trial
         self._proxy_screen = proxy_screen  # search.screen; None trains every sample
+        self._pack_seeds = pack_seeds  # search.pack_seeds: seeds of one grid point per Tune trial, at most
+        self._partners: dict[str, list[optuna.Trial]] = {}  # the packed seeds beside each Tune trial's own
 
     @property
     def optuna_study(self) -> optuna.Study:
@@ -129,6 +139,8 @@ class ScreeningOptunaSearch(OptunaSearch):
         if self._held is not None:
             config, self._held = self._held, None
             self._ot_trials[trial_id] = self._ot_trials.pop(_BEFORE_TUNE)
+            if _BEFORE_TUNE in self._partners:
+                self._partners[trial_id] = self._partners.pop(_BEFORE_TUNE)
             return config
         while self._budget is None or self._budget > 0:
             sample = self._draw(trial_id)
@@ -140,15 +152,50 @@ class ScreeningOptunaSearch(OptunaSearch):
             reused = self._reuse(ot_trial.number, params, plan) if self._reuse is not None else None
             if reused is None:
                 config = {**params, TRIAL_NUMBER: ot_trial.number, PLAN: plan}
+                partners = self._take_partners(trial_id, params, plan) if self._pack_seeds > 1 else []
+                if partners:
+                    config[PACK] = [{"number": ot_trial.number, "params": params, "plan": plan}, *partners]
                 return config if screen is None else {**config, SCREEN: screen}
-            # Recorded already (the run folder first, as for a trained trial); Optuna learns its values now.
             del self._ot_trials[trial_id]
-            ot_trial.set_user_attr(RESULT_ATTR, trial_summary(reused.result))
-            report_intermediate_values(self._ot_study, ot_trial,
-                                       dict(enumerate(reused.result.get("curve") or [], start=1)))
-            values = reused.values
-            self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0], state=TrialState.COMPLETE)
+            self._tell_reused(ot_trial, reused)
         return Searcher.FINISHED
+
+    def _tell_reused(self, ot_trial: optuna.Trial, reused: Reused) -> None:
+        """Tell Optuna the values of a sample an earlier run trained (the run folder has its row already, as for a
+        trained trial)."""
+        ot_trial.set_user_attr(RESULT_ATTR, trial_summary(reused.result))
+        report_intermediate_values(self._ot_study, ot_trial,
+                                   dict(enumerate(reused.result.get("curve") or [], start=1)))
+        values = reused.values
+        self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0], state=TrialState.COMPLETE)
+
+    def _take_partners(self, trial_id: str, params: dict[str, Any], plan: dict[str, Any]) -> list[dict[str, Any]]:
+        """`{number, params, plan}` of up to pack_seeds - 1 trials of the grid point of `params`, other seeds, asked
+        now to train with it (search._seed_packs); each spends the budget, and one an earlier run trained is
+        recorded from there instead, as any sample."""
+        sampler = self._sampler
+        point = params[sampler.pack_by]
+        partners: list[dict[str, Any]] = []
+        while (len(partners) + 1 < self._pack_seeds and (self._budget is None or self._budget > 0)
+               and sampler.partner_next(self._ot_study, point)):
+            key = f"{trial_id}{_PARTNER}{len(partners) + 1}"
+            with sampler.partners_of(point):
+                sample = self._sample(key)
+            if not isinstance(sample, tuple):
+                break
+            partner_params, partner_plan = sample
+            ot_trial = self._ot_trials.pop(key)
+            if partner_params[sampler.pack_by] != point:  # partner_next said it would be; a bug if not
+                raise RuntimeError(f"search.pack_seeds: asked a partner of grid point {point!r} for trial "
+                                   f"{ot_trial.number}, and Optuna gave {partner_params!r}")
+            self._spend()
+            reused = self._reuse(ot_trial.number, partner_params, partner_plan) if self._reuse is not None else None
+            if reused is not None:
+                self._tell_reused(ot_trial, reused)
+                continue
+            self._partners.setdefault(trial_id, []).append(ot_trial)
+            partners.append({"number": ot_trial.number, "params": partner_params, "plan": partner_plan})
+        return partners
 
     def _sample(self, trial_id: str) -> tuple[dict[str, Any], dict[str, Any]] | Any:
         """(params, plan) of the next sample within the constraints, its Optuna trial at `trial_id`; else what Optuna's
@@ -222,15 +269,24 @@ class ScreeningOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Keep the epoch's validation accuracy in memory (Ray's OptunaSearch would write it to the storage now)."""
-        _add_epoch(self._curves.setdefault(trial_id, {}), result)
+        for key, seed_result in _per_seed(trial_id, result):
+            _add_epoch(self._curves.setdefault(key, {}), seed_result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
-        reported = self._curves.pop(trial_id, {})
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None or trial_id in self._completed_trials:
             return
-        result = result or {}
+        self._completed_trials.add(trial_id)
+        trials = [ot_trial, *self._partners.pop(trial_id, [])]
+        by_key = dict(_per_seed(trial_id, result or {}))
+        for key, trial in zip(_seed_keys(trial_id, len(trials)), trials):
+            # A packed trial whose report lacks a seed (its worker died) fails that seed, as its worker failed.
+            self._tell_finished(trial, by_key.get(key, {}), error or key not in by_key, self._curves.pop(key, {}))
+
+    def _tell_finished(self, ot_trial: optuna.Trial, result: dict[str, Any], error: bool,
+                       reported: dict[int, Any]) -> None:
+        """Tell Optuna how one trained trial ended: its curve, its summary, its state and values."""
         # The epochs as reported (exact), the last one with the final report; a complete or failed trial's
         # final report also carries its whole curve (rounded), which fills any epoch not heard of.
         curve = {epoch: value for epoch, value in enumerate(result.get("curve") or [], start=1)}
@@ -249,12 +305,25 @@ class ScreeningOptunaSearch(OptunaSearch):
             state = TrialState.COMPLETE
             if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
                 state, values = TrialState.FAIL, None
-        self._completed_trials.add(trial_id)
         try:
             self._ot_study.tell(ot_trial, values if values is None or len(values) > 1 else values[0],
                                 state=state)
         except ValueError as error:  # e.g. told already; the table keeps the truth either way
             logger.warning("optuna could not record trial %s: %s", ot_trial.number, error)
+
+
+def _seed_keys(trial_id: str, seeds: int) -> list[str]:
+    """The searcher's key of each seed a Tune trial trains: its own id for the first, `<id>#<k>` for partner k."""
+    return [trial_id] + [f"{trial_id}{_PARTNER}{k}" for k in range(1, seeds)]
+
+
+def _per_seed(trial_id: str, result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(key, report) of each seed in one of a Tune trial's results: PACK's reports (a seed without one left out),
+    or the result itself where the trial trains one seed."""
+    if PACK not in result:
+        return [(trial_id, result)]
+    reports = result[PACK] or []
+    return [(key, report) for key, report in zip(_seed_keys(trial_id, len(reports)), reports) if report]
 
 
 def _add_epoch(curve: dict[int, Any], result: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from ._matching import KNOBS as MATCH_KNOBS
 from ._matching import MATCH_METRICS, Match
 from ._optuna_samplers import SAMPLERS, make_sampler
 from ._reference import FieldDoc, explain, field_docs, reference_markdown, schema_text, study_json_schema
-from ._sampling import (SEED, TrialPlan, constraint_violation, define_by_run, factors, grid_points,
+from ._sampling import (POINT, SEED, TrialPlan, constraint_violation, define_by_run, factors, grid_points,
                         grid_search_space, resolve)
 from ._settings import DATASET_CLASSES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, DataSettings, TrainSettings
 from ._study import GridPoint, SearchSettings, Study
@@ -20,7 +20,7 @@ from ._study import GridPoint, SearchSettings, Study
 __all__ = [
     "DataSettings", "TrainSettings",
     "Study", "StudyError", "SearchSettings", "load_study", "study_from_dict",
-    "TrialPlan", "GridPoint", "SEED", "resolve", "define_by_run", "grid_points", "grid_search_space",
+    "TrialPlan", "GridPoint", "POINT", "SEED", "resolve", "define_by_run", "grid_points", "grid_search_space",
     "factors", "constraint_violation", "space_size", "dry_run_report",
     "Match", "MATCH_KNOBS", "MATCH_METRICS",
     "OPTIMIZERS", "SCHEDULES", "NORMALIZATIONS", "DATASET_CLASSES", "SAMPLERS", "make_sampler",

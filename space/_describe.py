@@ -189,6 +189,17 @@ def _screen_line(study: Study) -> str:
             f"{_plural(drawn * study.search.trials, 'sample')} scored for {_plural(study.search.trials, 'trial')}")
 
 
+def _packing_line(study: Study) -> str:
+    """How search.pack_seeds groups a grid's trials: "packed seeds: up to 2 seeds of a point per trial, 4 trials in
+    2 (each seed keeps its own row)"."""
+    pack, seeds = study.search.pack_seeds, len(study.search.seeds)
+    points = study.search.trials // seeds
+    trials = points * -(-seeds // pack)  # each point's seeds in as few packs as K allows
+    return (f"packed seeds: up to {pack} seeds of a point trained as one model per trial (search.pack_seeds): "
+            f"{_plural(study.search.trials, 'trial')} in {_plural(trials, 'Ray trial')}, each seed its own row; "
+            f"memory per trial counts {pack} seeds")
+
+
 def dry_run_report(study: Study, samples: int = 5, seed: int = 0) -> str:
     """Name, strategy, size, settings, and `samples` specs (first grid points or random samples)."""
     search = study.search
@@ -206,6 +217,8 @@ def dry_run_report(study: Study, samples: int = 5, seed: int = 0) -> str:
         f"resources per trial: {search.resources.cpus:g} cpus, {search.resources.gpus:g} gpus",
         _memory_line(study),
     ]
+    if search.pack_seeds > 1:
+        lines.insert(len(lines) - 1, _packing_line(study))
     if search.screen is not None:
         lines.insert(3, _screen_line(study))
     matches: list[tuple[str, Match]] = []

@@ -26,6 +26,9 @@ MODES = ("max", "min")
 STRATEGIES = ("grid", "optuna")
 SCHEDULERS = ("none", "asha")
 MAX_WORKERS = 1_024  # data-parallel workers per trial: far beyond any cluster a study of this size gets
+# Seeds trained as one model (search.pack_seeds): HFTA fuses up to a few dozen models per GPU; beyond that the
+# packed model's memory, K times one seed's, is the limit, and the grid's memory check says so.
+MAX_PACK_SEEDS = 64
 
 
 def _parse_objective(value: Any) -> tuple[str, str]:
@@ -245,6 +248,15 @@ class SearchSection(StrictModel):
     warm_start: WarmStart | None = None
     """Strategy optuna only: tell the sampler the best trials of an earlier run as finished trials before this study
     samples, so it starts informed."""
+    pack_seeds: interval(int, 1, MAX_PACK_SEEDS) = 1  # type: ignore[valid-type]
+    """Strategy grid only: train up to this many seeds of one grid point as one model in one trial (stacked
+    weights through torch.vmap; HFTA, Wang et al., MLSys 2021), so that small networks fill a GPU. Each seed keeps
+    its own initialisation, batch order, augmentation and BatchNorm statistics, and still gets its own results row,
+    curve and checkpoint; the results agree with separate trials up to float rounding. A trial then holds the
+    resources of one (search.resources) and the memory of K; its rows carry packed_seeds, and device-hours count
+    its wall time once. Not with scheduler asha (a rung would stop all K seeds on one verdict), data-parallel
+    workers or a streamed dataset. It pays on a GPU; on a CPU the packed model trains slower than K separate ones
+    (bench/RESULTS.md). 1 trains every seed alone."""
     screen: Screen | None = None
     """Strategy optuna only: zero-cost screening (Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR
     2021, arXiv 2101.08134). For each trial that trains, ceil(1 / keep) samples within the constraints are drawn and

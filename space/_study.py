@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
+import imagefeed
 from models import ArchSpec, Complexity, MemoryBudget, MemoryEstimate, training_memory, trial_memory_budget
 
 from ._errors import FieldProblem, Problem, StudyError, dotted, show
@@ -58,6 +59,7 @@ class SearchSettings:
     reuse: list[str]                    # earlier run folders whose matching trials are not trained again
     warm_start: WarmStart | None        # optuna only: an earlier run's best trials told to the sampler first
     screen: Screen | None = None        # optuna only: samples scored by a zero-cost proxy, the best fraction trained
+    pack_seeds: int = 1                 # grid only: seeds of one point trained as one model in one trial
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ class Study:
 
     def training_memory(self, spec: ArchSpec, train: TrainSettings) -> MemoryEstimate:
         """The estimated peak memory of training `spec` with `train` in one trial of this study."""
-        return trial_training_memory(spec, train, self.search_space.image_size, self.search.resources.gpus > 0)
+        return trial_training_memory(spec, train, self.search_space.image_size, self.search.resources.gpus > 0,
+                                     self.search.pack_seeds)
 
     def memory_refusal(self, spec: ArchSpec, train: TrainSettings) -> str | None:
         """Why training `spec` with `train` would not fit one trial's memory ("needs about ..."); None if it fits."""
@@ -139,11 +142,14 @@ def max_epochs(model: StudyModel) -> int:
     return epochs.high if isinstance(epochs, IntRange) else epochs
 
 
-def trial_training_memory(spec: ArchSpec, train: TrainSettings, image_size: int, on_gpu: bool) -> MemoryEstimate:
-    """`models.training_memory` of one trial, with the activation precision search.train will use."""
+def trial_training_memory(spec: ArchSpec, train: TrainSettings, image_size: int, on_gpu: bool,
+                          packed_seeds: int = 1) -> MemoryEstimate:
+    """`models.training_memory` of one trial, with the activation precision search.train will use; a trial of
+    `packed_seeds` seeds (search.pack_seeds) holds that many copies of every part."""
     # search.train autocasts to bf16 where train.amp is bf16, or auto on a GPU.
     bf16 = train.amp == "bf16" or (train.amp == "auto" and on_gpu)
-    return training_memory(spec, image_size, train.batch_size, train.optimizer, activation_bytes=2 if bf16 else 4)
+    one = training_memory(spec, image_size, train.batch_size, train.optimizer, activation_bytes=2 if bf16 else 4)
+    return one if packed_seeds == 1 else one.times(packed_seeds)
 
 
 # ---------------------------------------------------------------- checks
@@ -257,8 +263,10 @@ def _probe(space: SearchSpace, sampler_seed: int, seed: int) -> list[tuple[ArchS
     return built
 
 
-def _check_grid_memory(space: SearchSpace, grid: GridInfo, budget: MemoryBudget, on_gpu: bool, seed: int) -> None:
-    """Every grid point must fit one trial's memory: the first that does not rejects the study."""
+def _check_grid_memory(space: SearchSpace, grid: GridInfo, budget: MemoryBudget, on_gpu: bool, seed: int,
+                       packed_seeds: int = 1) -> None:
+    """Every grid point (`packed_seeds` of its seeds at once) must fit one trial's memory: the first that does not
+    rejects the study."""
     if budget.bytes is None:
         return
     train_names = [p.name for p in space.parameters if p.path[0] == "train"]
@@ -268,13 +276,16 @@ def _check_grid_memory(space: SearchSpace, grid: GridInfo, budget: MemoryBudget,
         key = tuple(point.params.get(name) for name in train_names)
         if key not in trains:
             trains[key] = space.concrete(point.params, seed)[1]
-        refusal = budget.refusal(trial_training_memory(point.spec, trains[key], space.image_size, on_gpu))
+        refusal = budget.refusal(trial_training_memory(point.spec, trains[key], space.image_size, on_gpu,
+                                                       packed_seeds))
         if refusal is not None:
             misfits.append((point.label, refusal))
     if misfits:
         label, refusal = misfits[0]
         more = f" ({len(misfits)} of the {len(grid.points)} points do not fit)" if len(misfits) > 1 else ""
-        raise FieldProblem(("space",), f"the grid point '{label}' {refusal}{more}", allowed=_MEMORY_REMEDY)
+        packed = f", {packed_seeds} seeds packed (search.pack_seeds)," if packed_seeds > 1 else ""
+        remedy = f"fewer packed seeds (search.pack_seeds), {_MEMORY_REMEDY}" if packed_seeds > 1 else _MEMORY_REMEDY
+        raise FieldProblem(("space",), f"the grid point '{label}'{packed} {refusal}{more}", allowed=remedy)
 
 
 def _check_probe_memory(space: SearchSpace, probed: list[tuple[ArchSpec, TrainSettings]], budget: MemoryBudget,
@@ -321,7 +332,32 @@ def _search_settings(model: StudyModel, points: int | None) -> SearchSettings:
         scheduler=section.scheduler, asha=asha, resources=section.resources,
         max_concurrent=section.max_concurrent, keep_checkpoints=section.keep_checkpoints, storage=section.storage,
         results_every_s=section.results_every_s, reuse=list(section.reuse), warm_start=section.warm_start,
-        screen=section.screen)
+        screen=section.screen, pack_seeds=section.pack_seeds)
+
+
+def _check_pack_seeds(model: StudyModel, search: SearchSettings) -> None:
+    """search.pack_seeds packs seeds of one grid point into one model: a grid's, trained whole, on one device."""
+    pack = search.pack_seeds
+    if pack == 1:
+        return
+    problem = None
+    if search.strategy != "grid":
+        problem = ("packs the seeds of one grid point, and an optuna study samples each trial's architecture",
+                   "1, or strategy: grid")
+    elif search.asha is not None:
+        problem = ("ASHA would stop or promote all packed seeds on one verdict",
+                   "1, or scheduler: none")
+    elif search.resources.workers > 1:
+        problem = (f"a packed model trains on one device, and search.resources.workers is {search.resources.workers}",
+                   "1, or workers: 1")
+    elif imagefeed.dataset_kind(model.data.dataset).streamed:
+        problem = (f"packed seeds train on a whole-tensor dataset, and data.dataset {model.data.dataset!r} is "
+                   f"streamed", f"1, or a whole-tensor dataset ({', '.join(imagefeed.whole_tensor_kinds())})")
+    elif pack > len(search.seeds):
+        problem = (f"more than the {len(search.seeds)} seed(s) each point trains", f"an integer in [1, {len(search.seeds)}]")
+    if problem is not None:
+        reason, allowed = problem
+        raise FieldProblem(("search", "pack_seeds"), reason, got=repr(pack), allowed=allowed)
 
 
 def _check_asha_budget(model: StudyModel, search: SearchSettings) -> None:
@@ -407,11 +443,12 @@ def build_study(model: StudyModel, raw: dict[str, Any], path: str | None, locate
         search = _search_settings(model, len(grid.points) if grid is not None else None)
         _check_asha_budget(model, search)
         _check_batch_splits(model, search)
+        _check_pack_seeds(model, search)
         _check_primary(model, space)
         budget = trial_memory_budget(search.resources.gpus, search.resources.cpus, search.max_concurrent)
         on_gpu = search.resources.gpus > 0
         if grid is not None:
-            _check_grid_memory(space, grid, budget, on_gpu, first_seed)
+            _check_grid_memory(space, grid, budget, on_gpu, first_seed, search.pack_seeds)
         else:
             _check_probe_memory(space, probed, budget, on_gpu)
         data = _data_settings(model)

@@ -42,3 +42,13 @@ def write_study(tmp_path: Path) -> Callable[..., Path]:
         path.write_text(textwrap.dedent(text), encoding="utf-8")
         return path
     return write
+
+
+@pytest.fixture
+def fixed_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed machine (24 GiB, 2 cores, no GPU), so what fits does not depend on where the tests run."""
+    from models import _memory
+
+    monkeypatch.setattr(_memory, "host_memory", lambda: 24 * 2**30)
+    monkeypatch.setattr(_memory, "host_cpus", lambda: 2)
+    monkeypatch.setattr(_memory, "gpu_memory", lambda index=0: None)

@@ -22,12 +22,8 @@ GiB = 2**30
 MiB = 2**20
 
 
-@pytest.fixture(autouse=True)
-def machine(monkeypatch):
-    """A fixed machine (24 GiB, 2 cores, no GPU), so what fits does not depend on where the tests run."""
-    monkeypatch.setattr(_memory, "host_memory", lambda: 24 * GiB)
-    monkeypatch.setattr(_memory, "host_cpus", lambda: 2)
-    monkeypatch.setattr(_memory, "gpu_memory", lambda index=0: None)
+# A fixed machine (24 GiB, 2 cores, no GPU), so what fits does not depend on where the tests run.
+pytestmark = pytest.mark.usefixtures("fixed_machine")
 
 
 def _refusal(overrides: list[str], study: Path = SMOKE) -> str:

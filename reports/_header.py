@@ -107,6 +107,15 @@ def _reused_text(results: pd.DataFrame) -> str | None:
             f"{runfolder.REUSED_FROM} column names each one's source")
 
 
+def _packed_text(budget: Any) -> str:
+    """"; up to 4 seeds of a point packed into one model per trial" where search.pack_seeds packed them."""
+    pack = budget.get("pack_seeds") if isinstance(budget, dict) else None
+    if not isinstance(pack, int) or isinstance(pack, bool) or pack < 2:
+        return ""
+    return (f"; up to {pack} seeds of a point trained as one model per trial (search.pack_seeds; each seed its own "
+            f"row, device time counted once per trial)")
+
+
 def _metadata(run: RunData, tables: ReportTables) -> str:
     info = run.info
     dataset = _value(info, "dataset", default={})
@@ -121,7 +130,7 @@ def _metadata(run: RunData, tables: ReportTables) -> str:
         ("Strategy", _value(info, "strategy")),
         ("Dataset", f"{_value(dataset, 'name')}{sample if dataset else ''} ({sizes})" if dataset else "unknown"),
         ("Budget", f"epochs: {_value(budget, 'epochs')}; trials planned: {_value(budget, 'trials')}, recorded: "
-                   f"{len(run.results)}; seeds: {_seeds_text(seeds)}"),
+                   f"{len(run.results)}; seeds: {_seeds_text(seeds)}{_packed_text(budget)}"),
         ("Hardware", f"{_value(hardware, 'cpu')} ({_value(hardware, 'cpus')} CPUs); GPUs: "
                      f"{', '.join(map(str, gpus)) if gpus else 'none'}; host {_value(hardware, 'hostname')}"),
         ("Versions", ", ".join(f"{package} {_value(versions, package)}"

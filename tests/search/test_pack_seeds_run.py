@@ -129,3 +129,10 @@ def test_device_hours_count_a_packed_trial_once(packed_run):
     shares = runfolder.trial_device_seconds(rows["wall_s"].to_numpy(), rows["packed_seeds"].to_numpy())
     assert shares.sum() == pytest.approx(expected)
     assert info.device_hours == pytest.approx(expected / 3600.0)  # search.resources.cpus = 1 per trial
+
+
+def test_the_report_says_the_seeds_were_packed(packed_run):
+    run_dir, done = packed_run
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "seeds: 0, 1, 2; up to 2 seeds of a point trained as one model per trial (search.pack_seeds" in page
+    assert "report failed" not in done.stdout

@@ -252,7 +252,8 @@ class SearchSection(StrictModel):
     """Strategy grid only: train up to this many seeds of one grid point as one model in one trial (stacked
     weights through torch.vmap; HFTA, Wang et al., MLSys 2021), so that small networks fill a GPU. Each seed keeps
     its own initialisation, batch order, augmentation and BatchNorm statistics, and still gets its own results row,
-    curve and checkpoint; the results agree with separate trials up to float rounding. A trial then holds the
+    curve and checkpoint. It computes what separate trials do, but grouped convolutions add in another order, and early
+    training can grow that rounding as a switch of train.channels_last does (bench/RESULTS.md). A trial then holds the
     resources of one (search.resources) and the memory of K; its rows carry packed_seeds, and device-hours count
     its wall time once. Not with scheduler asha (a rung would stop all K seeds on one verdict), data-parallel
     workers or a streamed dataset. It pays on a GPU; on a CPU the packed model trains slower than K separate ones

@@ -83,9 +83,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The two-node cluster's module first (minutes, one test after another on one
     worker); then, for each shared run, a module that needs only that run, so
     that the runs train at once on different workers instead of one worker
-    waiting for the other's; then the other modules that start Ray; then the
-    quick ones, most tests first, to fill in beside them. Within a module, the
-    tests that start Ray come first.
+    waiting for the other's; then the other modules that read the shared runs.
+    Then the quick ones, most tests first, with the modules that start a Ray of
+    their own spread among them (`_spread`). Within a module, the tests that
+    start Ray come first.
     """
     def module(item: pytest.Item) -> str:
         return item.nodeid.split("::")[0]
@@ -93,23 +94,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def slow(item: pytest.Item) -> bool:
         return item.get_closest_marker("slow") is not None
 
+    def runs_read(item: pytest.Item) -> set[str]:
+        """The shared runs a test reads: its fixtures, and those it looks up by a parameter's value (test_replay)."""
+        callspec = getattr(item, "callspec", None)
+        named = {value for value in callspec.params.values() if isinstance(value, str)} if callspec else set()
+        return (set(item.fixturenames) | named) & set(SHARED_RUNS)
+
     runs_used: dict[str, set[str]] = {}
     tests: dict[str, int] = {}  # in the order collected
     for item in items:
         tests[module(item)] = tests.get(module(item), 0) + 1
         if slow(item):
-            runs_used.setdefault(module(item), set()).update(set(item.fixturenames) & set(SHARED_RUNS))
+            runs_used.setdefault(module(item), set()).update(runs_read(item))
     builders = [next((m for m, used in runs_used.items() if used == {run}), None) for run in SHARED_RUNS]
+    readers = [name for name, used in runs_used.items() if used]
+    own_ray = [name for name, used in runs_used.items() if not used]
+    quick = sorted((name for name in tests if name not in runs_used), key=lambda name: -tests[name])
+    sequence = list(dict.fromkeys(name for name in [CLUSTER_MODULE, *builders, *readers,
+                                                    *_spread(own_ray, quick, tests)] if name in tests))
+    position = {name: index for index, name in enumerate(sequence)}
+    items.sort(key=lambda item: (position[module(item)], 0 if slow(item) else 1))  # stable: slow ones first
 
-    collected = {name: index for index, name in enumerate(tests)}
 
-    def order(item: pytest.Item) -> tuple[int, int, int, int]:
-        name = module(item)
-        rank = (0 if name == CLUSTER_MODULE else 1 if name in builders
-                else 2 if name in runs_used and not runs_used[name] else 3 if name in runs_used else 4)
-        return rank, -tests[name] if rank == 4 else 0, collected[name], 0 if slow(item) else 1
+def _spread(own_ray: list[str], quick: list[str], tests: dict[str, int]) -> list[str]:
+    """The quick modules in order, with the i-th of n modules that start their own Ray after (i + 1) / (n + 1)
+    of the quick tests.
 
-    items.sort(key=order)  # stable: the tests of one module keep their order, the slow ones first
+    A Ray start is mostly waiting (15-20 s of processes starting on 2
+    cores), as the cluster's module is: handed out right after it, they ran
+    side by side and the session used about one core of two for its first two
+    minutes. Among the quick modules, each waits beside a worker that computes.
+    """
+    spread, pending, done, total = [], list(own_ray), 0, sum(tests[name] for name in quick)
+    for name in quick:
+        while pending and done >= total * (len(own_ray) - len(pending) + 1) / (len(own_ray) + 1):
+            spread.append(pending.pop(0))
+        spread.append(name)
+        done += tests[name]
+    return spread + pending
 
 
 _TOKEN_FOLDER_ENV = "RESNAS_TEST_TOKEN_FOLDER"

@@ -21,29 +21,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import runfolder
 import space
+from _study_runs import timed_study_run
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(study: str, out: Path, overrides: list[str]) -> float:
-    """Wall seconds of one `python -m search.run` into `out`; exits with its output if it fails."""
-    command = [sys.executable, "-m", "search.run", study, "--out", str(out), "--no-report", "--no-dashboard"]
-    for override in overrides:
-        command += ["--set", override]
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"pack_seeds_run: {' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return wall
 
 
 def _accuracies(run_dir: Path) -> dict[tuple, tuple[float, float]]:
@@ -72,7 +57,7 @@ def main() -> None:
             runs = {}
             for number, (side, extra) in enumerate(sides.items()):
                 runs[side] = Path(folder) / f"{number}-{round_}"
-                walls[side].append(_run(args.study, runs[side], [*args.overrides, *extra]))
+                walls[side].append(timed_study_run(args.study, runs[side], [*args.overrides, *extra], "--no-report")[0])
                 print(f"round {round_ + 1} {side}: {walls[side][-1]:.1f} s", flush=True)
             alone = _accuracies(runs["alone"])
             for side in gaps:

@@ -14,16 +14,15 @@ and checks that the second run trained nothing and gave the same numbers.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import runfolder  # noqa: E402  (the repository on the path first, as for `python bench/...` from anywhere)
+from _study_runs import timed_study_run  # noqa: E402
 
 STUDY = ROOT / "studies" / "smoke.yaml"
 COMPARED = ["val_acc_best", "val_acc_final", "test_acc"]
@@ -31,17 +30,7 @@ COMPARED = ["val_acc_best", "val_acc_final", "test_acc"]
 
 def run_study(out: Path, overrides: list[str], reuse: Path | None = None) -> float:
     """Wall seconds of `python -m search.run STUDY --out OUT` (with --reuse REUSE), from process start to exit."""
-    command = [sys.executable, "-m", "search.run", str(STUDY), "--out", str(out), "--no-dashboard"]
-    for override in overrides:
-        command += ["--set", override]
-    if reuse is not None:
-        command += ["--reuse", str(reuse)]
-    start = time.perf_counter()
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if finished.returncode != 0:
-        sys.exit(f"the study failed:\n{finished.stdout}\n{finished.stderr}")
-    return seconds
+    return timed_study_run(STUDY, out, overrides, *([] if reuse is None else ["--reuse", str(reuse)]))[0]
 
 
 def same_numbers(first: Path, second: Path) -> tuple[int, int, bool]:

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from _study_runs import timed_study_run
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "studies" / "smoke.yaml"
@@ -50,16 +49,9 @@ LIVE_LINE = re.compile(r"live report: (\d+) build\(s\) in the background, ([0-9.
 
 def run_study(args: argparse.Namespace, out: Path, live_every_s: float | None = None) -> tuple[float, int, float]:
     """(wall seconds, live builds, their seconds in the background) of `python -m search.run`."""
-    command = [sys.executable, "-m", "search.run", str(STUDY), "--out", str(out), "--no-dashboard"]
     live = [] if live_every_s is None else [f"report.live_every_s={live_every_s}"]
-    for override in _overrides(args) + live:
-        command += ["--set", override]
-    start = time.perf_counter()
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if finished.returncode != 0:
-        sys.exit(f"the study failed:\n{finished.stdout}\n{finished.stderr}")
-    match = LIVE_LINE.search(finished.stdout)
+    seconds, stdout = timed_study_run(STUDY, out, _overrides(args) + live)
+    match = LIVE_LINE.search(stdout)
     return seconds, int(match.group(1)) if match else 0, float(match.group(2)) if match else 0.0
 
 

@@ -21,7 +21,7 @@ from models import ArchSpec
 from runfolder import RANKING_COLUMN, ResultsTables
 
 from ._reuse import EarlierTrial, copy_checkpoint
-from ._trial import PACK, SCREEN, objective_metric, pack_members, sampled_params
+from ._trial import PACK, SCREEN, objective_metric, pack_members, sampled_params, seed_key, seed_reports
 
 
 @dataclass
@@ -96,9 +96,10 @@ class Recorder:
     def trial_result(self, tune_trial_id: str, result: dict[str, Any]) -> None:
         # Tune puts the trial's config in each result: which trials (and, with PACK, which seeds) it trains.
         members = pack_members(result.get("config") or {}) if "config" in result else []
-        for index, epoch in _epochs_reported(result):
-            # an epoch's metrics (the last one arrives with the final report)
-            self.curves.setdefault(_seed_key(tune_trial_id, index), []).append(epoch)
+        for index, epoch in seed_reports(result):
+            if "train_loss" not in epoch:
+                continue  # not an epoch's metrics (the last epoch arrives with the final report, which has them)
+            self.curves.setdefault(seed_key(tune_trial_id, index), []).append(epoch)
             if index < len(members):
                 self.tell("epoch", runfolder.trial_id(members[index]["number"]), epoch)
 
@@ -111,7 +112,7 @@ class Recorder:
         for index, member in enumerate(members):
             report = reports[index] if isinstance(reports, list) and index < len(reports) else None
             # A packed seed without a report of its own: the worker died before the final report.
-            self._record_trained(_seed_key(tune_trial_id, index), member, report or {},
+            self._record_trained(seed_key(tune_trial_id, index), member, report or {},
                                  error or ("" if report is not None else "the trial's worker ended without a report"),
                                  config.get(SCREEN) if index == 0 else None)
 
@@ -257,19 +258,6 @@ class Recorder:
         print(f"[{self.counts.finished}/{self.total} done, {self.counts.running} running, {self.counts.failed} "
               f"failed, {best_text}, {format_duration(time.time() - self.started)}] "
               f"{row['trial_id']} {row['status']}: {what}: {detail}", file=self.out, flush=True)
-
-
-def _seed_key(tune_trial_id: str, index: int) -> str:
-    """The recorder's key of the curve of seed `index` of a Tune trial (the trial's own id for its first)."""
-    return tune_trial_id if index == 0 else f"{tune_trial_id}#{index}"
-
-
-def _epochs_reported(result: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-    """(seed index, epoch metrics) of each seed whose epoch a Tune result reports: the result itself, or PACK's
-    reports (a seed that said nothing left out). A final report carries the trial's last epoch."""
-    reports = result.get(PACK) if PACK in result else [result]
-    return [(index, report) for index, report in enumerate(reports or [])
-            if report and "train_loss" in report]
 
 
 def tune_callback(recorder: Recorder) -> Any:

@@ -54,7 +54,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from ._trial import PACK, PLAN, SCREEN, TRIAL_NUMBER
+from ._trial import PACK, PLAN, SCREEN, TRIAL_NUMBER, seed_key, seed_reports
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,6 @@ SUMMARY_KEYS = ("status", "test_acc", "val_acc_best", "params", "macs", "epochs_
 MAX_REJECTIONS_IN_A_ROW = 2000
 # The key under which a sample drawn before Tune starts waits for Tune's first trial id.
 _BEFORE_TUNE = "sampled-before-tune"
-# A packed seed's key beside its Tune trial's id, in the searcher's books: "<tune trial id>#<position in the pack>".
-_PARTNER = "#"
 
 
 class Reused(NamedTuple):
@@ -178,7 +176,7 @@ class ScreeningOptunaSearch(OptunaSearch):
         partners: list[dict[str, Any]] = []
         while (len(partners) + 1 < self._pack_seeds and (self._budget is None or self._budget > 0)
                and sampler.partner_next(self._ot_study, point)):
-            key = f"{trial_id}{_PARTNER}{len(partners) + 1}"
+            key = seed_key(trial_id, len(partners) + 1)
             with sampler.partners_of(point):
                 sample = self._sample(key)
             if not isinstance(sample, tuple):
@@ -269,8 +267,8 @@ class ScreeningOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Keep the epoch's validation accuracy in memory (Ray's OptunaSearch would write it to the storage now)."""
-        for key, seed_result in _per_seed(trial_id, result):
-            _add_epoch(self._curves.setdefault(key, {}), seed_result)
+        for index, seed_result in seed_reports(result):
+            _add_epoch(self._curves.setdefault(seed_key(trial_id, index), {}), seed_result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -279,10 +277,11 @@ class ScreeningOptunaSearch(OptunaSearch):
             return
         self._completed_trials.add(trial_id)
         trials = [ot_trial, *self._partners.pop(trial_id, [])]
-        by_key = dict(_per_seed(trial_id, result or {}))
-        for key, trial in zip(_seed_keys(trial_id, len(trials)), trials):
+        reports = dict(seed_reports(result or {}))
+        for index, trial in enumerate(trials):
             # A packed trial whose report lacks a seed (its worker died) fails that seed, as its worker failed.
-            self._tell_finished(trial, by_key.get(key, {}), error or key not in by_key, self._curves.pop(key, {}))
+            self._tell_finished(trial, reports.get(index, {}), error or index not in reports,
+                                self._curves.pop(seed_key(trial_id, index), {}))
 
     def _tell_finished(self, ot_trial: optuna.Trial, result: dict[str, Any], error: bool,
                        reported: dict[int, Any]) -> None:
@@ -310,20 +309,6 @@ class ScreeningOptunaSearch(OptunaSearch):
                                 state=state)
         except ValueError as error:  # e.g. told already; the table keeps the truth either way
             logger.warning("optuna could not record trial %s: %s", ot_trial.number, error)
-
-
-def _seed_keys(trial_id: str, seeds: int) -> list[str]:
-    """The searcher's key of each seed a Tune trial trains: its own id for the first, `<id>#<k>` for partner k."""
-    return [trial_id] + [f"{trial_id}{_PARTNER}{k}" for k in range(1, seeds)]
-
-
-def _per_seed(trial_id: str, result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(key, report) of each seed in one of a Tune trial's results: PACK's reports (a seed without one left out),
-    or the result itself where the trial trains one seed."""
-    if PACK not in result:
-        return [(trial_id, result)]
-    reports = result[PACK] or []
-    return [(key, report) for key, report in zip(_seed_keys(trial_id, len(reports)), reports) if report]
 
 
 def _add_epoch(curve: dict[int, Any], result: dict[str, Any]) -> None:

@@ -100,6 +100,20 @@ def pack_members(config: dict[str, Any]) -> list[dict[str, Any]]:
                                  "plan": config.get(PLAN)}]
 
 
+def seed_key(tune_trial_id: str, index: int) -> str:
+    """The driver's key of seed `index` of a Tune trial, in the searcher's and the recorder's books: the trial's own
+    id for its first seed, `<id>#<index>` for a seed packed with it."""
+    return tune_trial_id if index == 0 else f"{tune_trial_id}#{index}"
+
+
+def seed_reports(result: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(seed index, report) of each seed one of a Tune trial's results reports: PACK's reports (a seed that said
+    nothing, a diverged one, left out), or the result itself where the trial trains one seed."""
+    if PACK not in result:
+        return [(0, result)]
+    return [(index, report) for index, report in enumerate(result[PACK] or []) if report]
+
+
 class _SeedRecord:
     """One trained seed's record in its worker: its best validation accuracy so far, its curve and last epoch, and
     the results it tells Tune (the objectives under `objective_metric`'s names)."""

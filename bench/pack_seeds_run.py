@@ -19,7 +19,6 @@ size of difference that rounding alone makes on this study.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import runfolder
 import space
+from models.cli import OneLineParser
 from _study_runs import timed_study_run
 
 
@@ -39,14 +39,18 @@ def _accuracies(run_dir: Path) -> dict[tuple, tuple[float, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default="studies/smoke.yaml")
     parser.add_argument("--pack", type=int, default=2, help="search.pack_seeds of the packed side")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the median is reported")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="a study override for both sides (as search.run's --set)")
     args = parser.parse_args()
-    study = space.load_study(args.study, args.overrides)
+    try:  # both sides' study, judged before anything runs
+        study = space.load_study(args.study, args.overrides)
+        space.load_study(args.study, [*args.overrides, f"search.pack_seeds={args.pack}"])
+    except space.StudyError as error:
+        parser.exit(2, f"pack_seeds_run: {error}\n")
     layout = not study.model.train.channels_last  # a fixed value: the flip is one --set
     sides = {"alone": [], "packed": [f"search.pack_seeds={args.pack}"],
              "alone, other layout": [f"train.channels_last={str(layout).lower()}"]}

@@ -108,7 +108,8 @@ def _reused_text(results: pd.DataFrame) -> str | None:
 
 
 def _packed_text(budget: Any) -> str:
-    """"; up to 4 seeds of a point packed into one model per trial" where search.pack_seeds packed them."""
+    """"; up to 4 seeds of a point trained as one model per trial (search.pack_seeds; ...)" where search.pack_seeds
+    packed them; empty otherwise."""
     pack = budget.get("pack_seeds") if isinstance(budget, dict) else None
     if not isinstance(pack, int) or isinstance(pack, bool) or pack < 2:
         return ""

@@ -190,8 +190,8 @@ def _screen_line(study: Study) -> str:
 
 
 def _packing_line(study: Study) -> str:
-    """How search.pack_seeds groups a grid's trials: "packed seeds: up to 2 seeds of a point per trial, 4 trials in
-    2 (each seed keeps its own row)"."""
+    """How search.pack_seeds groups a grid's trials: "packed seeds: up to 2 seeds of a point trained as one model per
+    trial (search.pack_seeds): 6 trials in 4 Ray trials, each seed its own row; memory per trial counts 2 seeds"."""
     pack, seeds = study.search.pack_seeds, len(study.search.seeds)
     points = study.search.trials // seeds
     trials = points * -(-seeds // pack)  # each point's seeds in as few packs as K allows
